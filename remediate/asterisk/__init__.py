@@ -1,0 +1,1 @@
+"""The Asterisk gateway: its CLI (`asterisk -rx`) and its configuration files."""
