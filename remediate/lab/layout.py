@@ -1,4 +1,4 @@
-"""Where the lab keeps its files, which addresses it listens on, its credentials, scenarios and faults.
+"""Where the lab keeps its files, its addresses, its credentials, its scenarios and faults.
 
 Every lab component (the Genesys host process, the Asterisk host process, `remediate lab`) agrees on
 the lab through this module alone.
@@ -33,9 +33,9 @@ class LabCredentials:
     """The lab's own accounts. They are lab data, committed in inventories/lab; never real ones."""
 
     winrm_user: str = "remediate"
-    winrm_password: str = "Lab-WinRM-7f3c9e!"
+    winrm_password: str = "Lab-WinRM-7f3c9e!"  # noqa: S105 (lab data, not a secret)
     gax_user: str = "default"
-    gax_password: str = "Lab-GAX-2b81d4!"
+    gax_password: str = "Lab-GAX-2b81d4!"  # noqa: S105 (lab data, not a secret)
 
 
 # The Genesys host's clock: India Standard Time, as in the real deployment's log header.
@@ -50,11 +50,11 @@ WINDOWS_APP_DIR = PureWindowsPath(r"D:\gcti_apps\SIP_P")
 
 SCENARIOS: dict[str, str] = {
     "untrusted-gateway": "the seed's fault: REGISTERs from the Asterisk address are refused",
-    "gateway-unregisters": "the gateway is trusted, then sends Expires: 0 for 5002 and stays silent",
+    "gateway-unregisters": "the gateway is trusted, then un-registers 5002 and stays silent",
     "dn-not-configured": "DN 5002 does not exist in configuration: its REGISTER gets 404",
-    "binding-expired": "the gateway is trusted but stops refreshing 5002, whose binding expires",
+    "binding-expired": "the gateway is trusted but stops refreshing 5002: its binding expires",
     "service-stopped": "TSrvSIP64 is stopped: nothing answers SIP",
-    "trunk-no-reverse-route": "a Trunk DN covers the gateway but Asterisk has no route back to 50xx",
+    "trunk-no-reverse-route": "a Trunk DN covers the gateway; Asterisk has no route back to 50xx",
 }
 DEFAULT_SCENARIO = "untrusted-gateway"
 
@@ -220,7 +220,7 @@ def set_fault(layout: LabLayout, name: str, on: bool) -> frozenset[str]:
 
 
 def save_layout(layout: LabLayout, scenario: str) -> None:
-    """Record the lab's addresses and scenario in `lab.json`; every component reads them from there."""
+    """Record the lab's addresses and scenario in `lab.json`, where every component reads them."""
     layout.root.mkdir(parents=True, exist_ok=True)
     document = {
         "addresses": asdict(layout.addresses),

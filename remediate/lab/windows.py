@@ -13,7 +13,7 @@ from typing import Protocol
 
 
 class ServiceError(Exception):
-    """A service control request failed as Windows reports it (e.g. error 1053, a stop that hangs)."""
+    """A service control request failed as Windows reports it (error 1053, a stop that hangs)."""
 
     def __init__(self, message: str, *, win32_code: int = 0) -> None:
         super().__init__(message)

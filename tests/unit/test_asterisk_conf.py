@@ -9,7 +9,8 @@ import pytest
 from remediate.asterisk import conf
 from remediate.errors import InputError
 
-FIXTURES = Path("/work/shared/fixtures/asterisk")
+# A copy of ../shared/fixtures/asterisk (MIT, see its LICENSE): the deployment's real files.
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "asterisk"
 
 
 def _reader(files: dict[str, str]) -> conf.Reader:
@@ -28,10 +29,6 @@ def _fixture_reader(path: str) -> bytes:
     return local.read_bytes()
 
 
-needs_fixtures = pytest.mark.skipif(not FIXTURES.exists(), reason="fixtures absent")
-
-
-@needs_fixtures
 def test_real_pjsip_conf_registrations_templates_and_repeated_names() -> None:
     config = conf.parse_config("/etc/asterisk/pjsip.conf", _fixture_reader)
     registrations = {r.name: r for r in conf.pjsip_objects(config, "registration")}
@@ -52,7 +49,6 @@ def test_real_pjsip_conf_registrations_templates_and_repeated_names() -> None:
     assert all(o.name != "agent_dn" for o in conf.pjsip_objects(config))
 
 
-@needs_fixtures
 def test_retry_settings_that_keep_a_registration_down() -> None:
     config = conf.parse_config("/etc/asterisk/pjsip.conf", _fixture_reader)
     reg = next(
@@ -70,7 +66,6 @@ def test_retry_settings_that_keep_a_registration_down() -> None:
     assert conf.registration_retry_problems(healthy) == []
 
 
-@needs_fixtures
 def test_real_extensions_conf_include_and_merged_context() -> None:
     config = conf.parse_config("/etc/asterisk/extensions.conf", _fixture_reader)
     assert config.files == [

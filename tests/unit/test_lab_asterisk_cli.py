@@ -1,7 +1,7 @@
 """The lab Asterisk answers each CLI command with exactly the text a real Asterisk 22.10.1 printed.
 
 The configuration below is the one the fixture's header describes; the expected outputs are read
-from `../shared/fixtures/asterisk/cli-output-asterisk-22.txt` itself.
+from `tests/data/asterisk/cli-output-asterisk-22.txt` (a copy of ../shared/fixtures) itself.
 """
 
 from __future__ import annotations
@@ -17,15 +17,7 @@ from remediate.lab.asterisk.daemon import AsteriskDaemon
 from remediate.lab.asterisk.outbound import REGISTERED, UNREGISTERED
 from remediate.lab.layout import LabLayout
 
-FIXTURE = (
-    Path(__file__).resolve().parents[2]
-    / ".."
-    / "shared"
-    / "fixtures"
-    / "asterisk"
-    / "cli-output-asterisk-22.txt"
-)
-pytestmark = pytest.mark.skipif(not FIXTURE.exists(), reason="the Asterisk fixture is absent")
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "asterisk" / "cli-output-asterisk-22.txt"
 
 CAPTURE_EXTENSIONS = """[general]
 static=yes

@@ -16,13 +16,9 @@ from remediate.lab.asterisk.dialplan import (
 )
 from remediate.lab.asterisk.pjsip import load_pjsip
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "asterisk"
-needs_fixtures = pytest.mark.skipif(
-    not (FIXTURES / "pjsip.conf").exists(), reason="../shared/fixtures/asterisk is absent"
-)
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "asterisk"
 
 
-@needs_fixtures
 def test_real_pjsip_conf_types_reused_names_templates_and_inline_comments() -> None:
     pjsip = load_pjsip(FIXTURES)
     assert pjsip.user_agent == "Asterisk-WebRTC-Client"
@@ -51,7 +47,6 @@ def test_real_pjsip_conf_types_reused_names_templates_and_inline_comments() -> N
     assert pjsip.transports["transport-udp"].bind == "0.0.0.0:5060"
 
 
-@needs_fixtures
 def test_real_extensions_conf_with_include_shows_from_genesys_as_asterisk_would() -> None:
     dialplan = load_dialplan(FIXTURES)
     assert set(dialplan.contexts) == {"webrtc-gateway-stasis", "genesys-agent", "from-genesys"}
