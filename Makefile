@@ -35,6 +35,7 @@ deps: debian-deps $(VENV)/.installed
 lint: deps
 	$(BIN)/ruff check remediate tests bench
 	$(BIN)/ruff format --check remediate tests bench
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint --offline -q playbooks roles
 
 typecheck: deps
 	$(BIN)/mypy --strict remediate

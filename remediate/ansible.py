@@ -636,9 +636,19 @@ class _UnsafeDumper(yaml.SafeDumper):
 
 
 _UNSAFE_TAG = "!unsafe"
-_UnsafeDumper.add_representer(
-    str, lambda dumper, value: dumper.represent_scalar(_UNSAFE_TAG, value, style='"')
-)
+_TEMPLATE_MARKERS = ("{{", "{%", "{#")
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> Any:
+    # Only a string that holds a Jinja delimiter can be templated: it alone is `!unsafe`.
+    # ansible-core 2.19 hands an `!unsafe` "5060" to modules as the int 5060.
+    unsafe = any(marker in value for marker in _TEMPLATE_MARKERS)
+    return dumper.represent_scalar(
+        _UNSAFE_TAG if unsafe else "tag:yaml.org,2002:str", value, style='"'
+    )
+
+
+_UnsafeDumper.add_representer(str, _represent_str)
 
 
 def _unsafe_yaml(value: Mapping[str, Any]) -> bytes:

@@ -6,24 +6,31 @@ import argparse
 import json
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path, PureWindowsPath
 from typing import Any, NoReturn
 
-from remediate import __version__, api
+from remediate import __version__, api, engine
 from remediate.diagnose import COMPARISON_ROWS, Diagnosis, DnDiagnosis
 from remediate.env import Environment
 from remediate.errors import RemediateError, UsageError
+from remediate.fixes.changes import Change, render_changes
 from remediate.inventory import VAULT_PASSWORD_FILE_ENV, default_inventory
+from remediate.journal import RunRecord
 from remediate.live import parse_duration
 from remediate.status import ExitStatus
+from remediate.verification.runner import Outcome, VerificationResult
 
 Handler = Callable[[argparse.Namespace, Environment], ExitStatus]
 
 MAIN_EXAMPLES = """\
 examples:
   remediate diagnose --log SIP_P-001.20260202_135459_850.log --dn 5002 --dn 1003
+  remediate plan --dn 5001
+  remediate apply --dn 5001 --dn 5002 --change-id CHG0042
+  remediate history
   remediate lab up
   remediate lab status
 
@@ -67,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     _add_diagnose_parser(commands)
+    _add_plan_parser(commands)
+    _add_apply_parser(commands)
+    _add_rollback_parser(commands)
+    _add_history_parser(commands)
+    _add_show_parser(commands)
+    _add_verify_parser(commands)
     _add_lab_parser(commands)
     return parser
 
@@ -443,6 +456,679 @@ def _render_lab_status(status: Any) -> str:
         lines.append(f"  faults on: {', '.join(status.faults) or 'none'}")
         lines.append(f"  inventory: {status.inventory}")
     return "\n".join(lines) + "\n"
+
+
+# -- plan, apply, rollback, history, show -------------------------------------------------------
+
+FIX_CHOICES = ("auto", "trusted-gateway", "trunk", "dialplan")
+
+PLAN_EXAMPLES = """\
+examples:
+  remediate plan --dn 5001                                  (the fix the diagnosis recommends)
+  remediate plan --dn 5001 --dn 5002 --fix trusted-gateway
+  remediate plan --dn 5001 --fix trunk --detailed-exitcode  (exit 2 when something would change)
+  remediate plan -i inventories/prod --site uat --dn 5001 --output json
+
+The plan is what 'remediate apply' with the same options would change: every configuration object
+option and every file line, from the fix's playbook run in check mode after the same preflight
+(WinRM, GAX and SSH reached, each DN diagnosed). Nothing is changed and no run is recorded.
+
+exit codes:
+  0 the plan was made (with --detailed-exitcode: and it changes nothing)
+  1 bad input (a DN, the inventory, --fix)
+  2 with --detailed-exitcode: the plan changes something (or restarts SIP Server)
+  7 a host unreachable or refusing, the dry run failed, or the evidence contradicts the fix
+    (--force plans it anyway); nothing was changed
+"""
+
+APPLY_EXAMPLES = """\
+examples:
+  remediate apply --dn 5001                                 (asks before changing anything)
+  remediate apply --dn 5001 --dn 5002 --fix trusted-gateway --change-id CHG0042
+  remediate apply --dn 5001 --fix auto --yes --change-id CHG0042 --output json   (unattended)
+
+The change is a transaction, recorded step by step in the state directory: preflight (hosts
+reached, DNs diagnosed, the DNs in service now kept as the baseline), plan, backup of everything
+the plan touches, the fix's playbook, one restart of SIP Server for the site when the fix needs it
+(with re-registration), verification that each DN registered and was accepted after the restart
+and that the baseline is still in service. Any failure rolls back from the backups, restarts, and
+proves the estate is byte-identical and the baseline back. Without a terminal, --change-id and
+--yes are required.
+
+exit codes:
+  0 applied and verified, or nothing to do (the DNs are in service and the fix is in place)
+  1 bad input, or the change was not confirmed (nothing was changed)
+  3 the change failed or did not verify; the rollback restored the estate
+  4 THE ROLLBACK FAILED: a person must restore what the report lists (remediate show RUN_ID)
+  5 another run holds the site's lock
+  7 a precondition failed (a host unreachable, a contradicting diagnosis); nothing was changed
+  130 interrupted (after a rollback when the change had started)
+"""
+
+ROLLBACK_EXAMPLES = """\
+examples:
+  remediate rollback 20261128T143501Z-5f2a
+  remediate rollback 20261128T1435 --yes --change-id CHG0043   (a unique prefix works)
+
+Restores every object and file that the apply run backed up, restarts SIP Server if that run had
+restarted it, and proves each target byte-identical to its backup (SHA-256) and the run's baseline
+DNs in service. Refused when a target changed since the run committed (--force restores anyway).
+A run that ended rollback-failed can be rolled back again once the cause is fixed.
+
+exit codes:
+  0 rolled back and verified     4 the rollback failed: restore by hand what the report lists
+  1 bad input or not confirmed   5 another run holds the site's lock
+  7 nothing to roll back, a target changed since, or a host unreachable; nothing was changed
+"""
+
+HISTORY_EXAMPLES = """\
+examples:
+  remediate history
+  remediate history --output json
+"""
+
+SHOW_EXAMPLES = """\
+examples:
+  remediate show 20261128T143501Z-5f2a
+  remediate show 20261128T1435 --output json
+"""
+
+
+def _add_site_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-i",
+        "--inventory",
+        type=Path,
+        metavar="INVENTORY",
+        help="the Ansible inventory (default: $REMEDIATE_INVENTORY, else inventories/lab)",
+    )
+    parser.add_argument(
+        "--site", metavar="NAME", help="the site_<NAME> group (default: the only one)"
+    )
+    parser.add_argument(
+        "--vault-password-file",
+        type=Path,
+        metavar="FILE",
+        help="Ansible Vault password file (default: $ANSIBLE_VAULT_PASSWORD_FILE)",
+    )
+
+
+def _add_state_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where runs are recorded (default: $REMEDIATE_STATE_DIR, else "
+        "$XDG_STATE_HOME/remediate, else ~/.local/state/remediate)",
+    )
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default) or JSON for machines (schema_version 1)",
+    )
+
+
+def _add_change_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-y", "--yes", action="store_true", help="do not ask before changing anything"
+    )
+    parser.add_argument(
+        "--change-id",
+        metavar="ID",
+        help="the change ticket, recorded with the run (required without a terminal)",
+    )
+    parser.add_argument(
+        "--verify-timeout",
+        metavar="DURATION",
+        default="120s",
+        help="how long verification waits for the DNs to register (default 120s)",
+    )
+
+
+def _add_dn_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dn",
+        dest="dns",
+        metavar="DN",
+        action="append",
+        required=True,
+        help="a DN to fix; repeat for several (one restart serves them all)",
+    )
+    parser.add_argument(
+        "--fix",
+        choices=FIX_CHOICES,
+        default="auto",
+        help="the fix (default auto: the one the diagnosis recommends)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="go on with a fix that the diagnosis contradicts",
+    )
+
+
+def _command(commands: Any, name: str, summary: str, description: str, examples: str) -> Any:
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(parser)
+    return parser
+
+
+def _add_plan_parser(commands: Any) -> None:
+    parser = _command(
+        commands,
+        "plan",
+        "show what apply would change, changing nothing",
+        "Diagnose the DNs, choose the fix, and run its playbook in check mode: every object "
+        "option and file line that apply would change, and whether SIP Server would restart.",
+        PLAN_EXAMPLES,
+    )
+    _add_dn_options(parser)
+    _add_site_options(parser)
+    parser.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when the plan changes something (0 when it does not)",
+    )
+    _add_output(parser)
+    parser.set_defaults(handler=_run_plan)
+
+
+def _add_apply_parser(commands: Any) -> None:
+    parser = _command(
+        commands,
+        "apply",
+        "fix the DNs as a transaction: applied and verified, or rolled back",
+        "Apply the fix for the DNs on one site: preflight, plan (shown, then confirmed on a "
+        "terminal), backup, the fix, one restart, verification; a failure rolls back.",
+        APPLY_EXAMPLES,
+    )
+    _add_dn_options(parser)
+    _add_change_options(parser)
+    _add_site_options(parser)
+    _add_state_dir(parser)
+    _add_output(parser)
+    parser.set_defaults(handler=_run_apply)
+
+
+def _add_rollback_parser(commands: Any) -> None:
+    parser = _command(
+        commands,
+        "rollback",
+        "restore what an apply run changed, from its backups",
+        "Put back every object and file an apply run backed up, restart if it had restarted, "
+        "and verify the estate is as before that run.",
+        ROLLBACK_EXAMPLES,
+    )
+    parser.add_argument("run_id", metavar="RUN_ID", help="the apply run (see remediate history)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="restore even what changed since the run committed",
+    )
+    _add_change_options(parser)
+    _add_site_options(parser)
+    _add_state_dir(parser)
+    _add_output(parser)
+    parser.set_defaults(handler=_run_rollback)
+
+
+def _add_history_parser(commands: Any) -> None:
+    parser = _command(
+        commands,
+        "history",
+        "list the recorded runs, newest first",
+        "Every run recorded in the state directory: when, what, for which DNs, how it ended.",
+        HISTORY_EXAMPLES,
+    )
+    _add_state_dir(parser)
+    _add_output(parser)
+    parser.set_defaults(handler=_run_history)
+
+
+def _add_show_parser(commands: Any) -> None:
+    parser = _command(
+        commands,
+        "show",
+        "show one run: its steps, backups and result",
+        "The record of one run: each step with its outcome, the backups with their SHA-256, the "
+        "changes, and how it ended (for a failed rollback, what to restore by hand).",
+        SHOW_EXAMPLES,
+    )
+    parser.add_argument("run_id", metavar="RUN_ID", help="a run id, or a unique prefix of one")
+    _add_state_dir(parser)
+    _add_output(parser)
+    parser.set_defaults(handler=_run_show)
+
+
+def _engine_options(args: argparse.Namespace, env: Environment, dns: Sequence[str]) -> Any:
+    return engine.Options(
+        dns=tuple(dns),
+        fix=getattr(args, "fix", "auto"),
+        change_id=getattr(args, "change_id", None),
+        yes=getattr(args, "yes", False),
+        interactive=env.stdin_isatty,
+        force=args.force,
+        verify_timeout=parse_duration(getattr(args, "verify_timeout", "120s")),
+        vault_password_file=args.vault_password_file
+        or _environment_path(env, VAULT_PASSWORD_FILE_ENV),
+    )
+
+
+class _Progress:
+    """Progress lines with the elapsed time; on stderr when stdout carries JSON."""
+
+    def __init__(self, env: Environment, json_output: bool) -> None:
+        self.stream = env.stderr if json_output else env.stdout
+        self.started = time.monotonic()
+
+    def __call__(self, step: str, message: str) -> None:
+        self.stream.write(f"[{time.monotonic() - self.started:6.1f}s] {step:<16} {message}\n")
+        self.stream.flush()
+
+
+def _hooks(args: argparse.Namespace, env: Environment) -> engine.Hooks:
+    json_output = args.output == "json"
+    out = env.stderr if json_output else env.stdout
+
+    def show_plan(plan: engine.Plan) -> None:
+        out.write("\n" + render_plan(plan) + "\n")
+        out.flush()
+
+    def confirm(question: str) -> bool:
+        env.stderr.write(f"{question} [y/N] ")
+        env.stderr.flush()
+        return env.stdin.readline().strip().lower() in ("y", "yes")
+
+    return engine.Hooks(
+        on_progress=_Progress(env, json_output),
+        on_plan=show_plan,
+        confirm=confirm,
+    )
+
+
+def _run_plan(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    json_output = args.output == "json"
+    plan = api.plan(
+        args.inventory or default_inventory(env.environ),
+        args.site,
+        _engine_options(args, env, args.dns),
+        engine.Hooks(on_progress=_Progress(env, json_output)),
+    )
+    if json_output:
+        write_json(plan.to_json(), env)
+    else:
+        env.stdout.write("\n" + render_plan(plan))
+    if args.detailed_exitcode and not plan.nothing_to_do:
+        return ExitStatus.PLAN_HAS_CHANGES
+    return ExitStatus.SUCCESS
+
+
+def render_plan(plan: engine.Plan) -> str:
+    """The plan as an operator reviews it before saying yes."""
+    out = [f"Plan for site {plan.site}, DN {', '.join(plan.dns)}"]
+    fix = plan.fix
+    if fix is None or plan.nothing_to_do:
+        out.append(f"  {plan.note or 'nothing to do'}")
+        return "\n".join(out) + "\n"
+    out.append(f"  fix {fix.name}: {fix.summary}")
+    out.extend(f"  {line}" for line in render_changes(plan.changes))
+    if plan.note:
+        out.extend(_wrapped(plan.note))
+    objects = sum(change.kind == "object" for change in plan.changes)
+    files = len(plan.changes) - objects
+    then = ["back up every target first"]
+    if fix.needs_restart:
+        then.append(f"restart SIP Server once, re-register {', '.join(plan.dns)}")
+    then.append(
+        f"verify {', '.join(plan.dns)} accepted"
+        + (" after the restart" if fix.needs_restart else "")
+        + (" and routed by Asterisk" if fix.proves_route else "")
+        + (f", baseline {', '.join(plan.baseline)} still in service" if plan.baseline else "")
+    )
+    out.append(f"  then: {'; '.join(then)}")
+    out.append(f"Plan: {objects} configuration object(s) and {files} file(s) to change.")
+    return "\n".join(out) + "\n"
+
+
+def _run_apply(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    report = api.apply(
+        args.inventory or default_inventory(env.environ),
+        args.site,
+        _engine_options(args, env, args.dns),
+        _hooks(args, env),
+        state_dir=args.state_dir,
+        environ=env.environ,
+    )
+    return _report(report, args, env)
+
+
+def _run_rollback(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    report = api.rollback(
+        args.inventory or default_inventory(env.environ),
+        args.site,
+        args.run_id,
+        _engine_options(args, env, ()),
+        _hooks(args, env),
+        state_dir=args.state_dir,
+        environ=env.environ,
+    )
+    return _report(report, args, env)
+
+
+def _report(report: engine.RunReport, args: argparse.Namespace, env: Environment) -> ExitStatus:
+    if args.output == "json":
+        write_json(report.to_json(), env)
+    else:
+        env.stdout.write("\n" + render_report(report))
+    if report.error is not None and report.exit_status is not ExitStatus.SUCCESS:
+        render_error(report.error, env)
+    return report.exit_status
+
+
+def render_report(report: engine.RunReport) -> str:
+    """How a run ended, for people: the summary first, then what to do if a person must act."""
+    title = f"Run {report.run_id} ({report.action}, site {report.site}"
+    title += f", change {report.change_id})" if report.change_id else ")"
+    out = [f"{title}: {report.status.value.upper()} in {report.elapsed:.1f} s"]
+    out.extend(_wrapped(report.message))
+    if report.fix is not None:
+        out.append(f"  fix          {report.fix.name}")
+    if report.applied:
+        out.append("  changed")
+        out.extend(f"    {line}" for line in render_changes(report.applied))
+    if report.restarted:
+        out.append("  restarted    SIP Server (once)")
+    if report.baseline:
+        out.append(f"  baseline     {', '.join(report.baseline)}")
+    if report.in_service:
+        out.append(f"  in service   {', '.join(report.in_service)}")
+    if report.not_in_service:
+        out.append(f"  NOT in service {', '.join(report.not_in_service)}")
+    if report.backups:
+        out.append(f"  backups      {report.backups[0].run_dir / 'backups'}")
+    if report.restore:
+        out.append("")
+        out.append("RESTORE BY HAND (the rollback could not finish):")
+        for item in report.restore:
+            out.append(f"  {item['target']}: {item['state']}")
+            out.append(f"    backup {item['path']} (sha256 {item['sha256']})")
+            out.extend(
+                textwrap.wrap(
+                    item["how"], width=98, initial_indent="    ", subsequent_indent="    "
+                )
+            )
+        again = report.rolls_back or report.run_id
+        out.append(f"  or, once the cause is fixed: remediate rollback {again}")
+    out.append(f"Record: remediate show {report.run_id}")
+    return "\n".join(out) + "\n"
+
+
+def _run_history(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    records = api.history(args.state_dir, env.environ)
+    if args.output == "json":
+        write_json(
+            {"schema_version": 1, "kind": "history", "runs": [_run_summary(r) for r in records]},
+            env,
+        )
+        return ExitStatus.SUCCESS
+    if not records:
+        env.stdout.write("no runs recorded\n")
+        return ExitStatus.SUCCESS
+    rows = [("RUN ID", "STARTED (UTC)", "ACTION", "SITE", "FIX", "DNS", "CHANGE", "STATUS")]
+    for record in records:
+        summary = _run_summary(record)
+        rows.append(
+            (
+                record.run_id,
+                record.metadata.started[:19].replace("T", " "),
+                record.metadata.action,
+                record.metadata.site,
+                summary["fix"],
+                ",".join(record.metadata.dns),
+                record.metadata.change_id or "-",
+                record.status.value,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        env.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        env.stdout.write("\n")
+    return ExitStatus.SUCCESS
+
+
+def _run_summary(record: RunRecord) -> dict[str, Any]:
+    result = record.result
+    fix = result.get("fix")
+    return {
+        "run_id": record.run_id,
+        "started": record.metadata.started,
+        "finished": record.finished,
+        "action": record.metadata.action,
+        "site": record.metadata.site,
+        "dns": list(record.metadata.dns),
+        "fix": fix["name"] if isinstance(fix, dict) else record.metadata.fix,
+        "change_id": record.metadata.change_id,
+        "operator": record.metadata.owner.operator,
+        "status": record.status.value,
+        "exit_code": result.get("exit_code"),
+        "message": result.get("message", ""),
+    }
+
+
+def _run_show(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    record = api.show(args.run_id, args.state_dir, env.environ)
+    if args.output == "json":
+        write_json(
+            {
+                "schema_version": 1,
+                "kind": "run",
+                **_run_summary(record),
+                "path": str(record.path),
+                "steps": [
+                    {
+                        "name": step.name,
+                        "outcome": step.outcome.value,
+                        "started": step.started,
+                        "ended": step.ended,
+                        "error": step.error,
+                        "data": dict(step.data),
+                    }
+                    for step in record.steps
+                ],
+                "backups": [
+                    {
+                        "name": backup.name,
+                        "source": backup.source,
+                        "kind": backup.kind,
+                        "sha256": backup.sha256,
+                        "size": backup.size,
+                        "path": str(record.path / "backups" / backup.name),
+                    }
+                    for backup in record.backups.values()
+                ],
+                "result": dict(record.result),
+            },
+            env,
+        )
+        return ExitStatus.SUCCESS
+    env.stdout.write(render_run(record))
+    return ExitStatus.SUCCESS
+
+
+def render_run(record: RunRecord) -> str:
+    summary = _run_summary(record)
+    meta = record.metadata
+    out = [
+        f"Run {record.run_id}: {record.status.value.upper()}",
+        f"  action       {meta.action} ({summary['fix']}) on site {meta.site}, DN "
+        f"{', '.join(meta.dns)}",
+        f"  change       {meta.change_id or '-'}",
+        f"  by           {meta.owner.operator} on {meta.owner.host} (pid {meta.owner.pid}), "
+        f"remediate {meta.version}",
+        f"  started      {meta.started}",
+        f"  finished     {record.finished or '-'}",
+    ]
+    if summary["message"]:
+        out.extend(_wrapped(summary["message"]))
+    out.append("  steps")
+    for step in record.steps:
+        ended = f" .. {step.ended[11:23]}" if step.ended else " .. (no end recorded)"
+        out.append(f"    {step.name:<16} {step.outcome.value:<9} {step.started[11:23]}{ended}")
+        if step.error:
+            out.extend(
+                textwrap.wrap(
+                    step.error, width=98, initial_indent="      ", subsequent_indent="      "
+                )
+            )
+    if record.backups:
+        out.append("  backups")
+        for backup in record.backups.values():
+            out.append(
+                f"    {backup.name}  {backup.kind}  {backup.size} bytes  sha256 {backup.sha256}"
+            )
+            out.append(f"      of {backup.source}")
+            out.append(f"      at {record.path / 'backups' / backup.name}")
+    changes = [Change.from_json(item) for item in record.result.get("changes", [])]
+    if changes:
+        out.append("  changed")
+        out.extend(f"    {line}" for line in render_changes(changes))
+    restore = record.result.get("restore") or []
+    if restore:
+        out.append("  RESTORE BY HAND")
+        for item in restore:
+            out.append(f"    {item['target']}: {item['state']}")
+            out.extend(
+                textwrap.wrap(
+                    item["how"], width=98, initial_indent="      ", subsequent_indent="      "
+                )
+            )
+    if record.torn_tail_bytes:
+        out.append(f"  (a torn last journal line of {record.torn_tail_bytes} bytes was ignored)")
+    return "\n".join(out) + "\n"
+
+
+# -- verify -----------------------------------------------------------------------------------
+
+VERIFY_EXAMPLES = """\
+examples:
+  remediate verify --dn 5001
+  remediate verify --dn 5001 --dn 5002 --run 20261128T143501Z-5f2a
+  remediate verify --run 20261128T1435                  (the run's DNs and fix)
+  remediate verify -i inventories/prod --site uat --dn 5001 --fix trusted-gateway --output json
+
+The checks are a pytest-testinfra suite; the same suite runs without this command:
+  pytest --pyargs remediate.verification --inventory inventories/lab --dn 5001 [--run RUN_ID]
+SIP Server host (WinRM): TSrvSIP64 running, each DN's latest registration accepted (after the
+run's restart with --run), each DN configured, the fix's configuration present (GAX). Asterisk
+host (SSH): the managed dialplan block present and loaded, each DN's registration Registered, UDP
+SIP listening. Network: a SIP OPTIONS from here to SIP Server answered 200. Checks that do not
+apply to the fix are skipped, with the reason. The JUnit XML goes into the run's record with
+--run, else into <state dir>/verify/.
+
+exit codes:
+  0 every check that applies passed
+  1 bad input (a DN, the inventory, the run id)
+  3 a check failed (the table names it; the JUnit XML has the details)
+  7 a host (WinRM, SSH or GAX) cannot be reached or refuses us, or the suite did not finish in time
+"""
+
+
+def _add_verify_parser(commands: Any) -> None:
+    parser = _command(
+        commands,
+        "verify",
+        "check the DNs and the fix on the estate with the pytest-testinfra suite",
+        "Run the post-change verification suite for the DNs of one site and print each check, "
+        "its target, its result and why; the JUnit XML is kept for the change record.",
+        VERIFY_EXAMPLES,
+    )
+    parser.add_argument(
+        "--dn",
+        dest="dns",
+        metavar="DN",
+        action="append",
+        default=[],
+        help="a DN to verify; repeat for several (default with --run: the run's DNs)",
+    )
+    parser.add_argument(
+        "--run",
+        metavar="RUN_ID",
+        help="verify after this run: log events count from its restart, its fix is checked",
+    )
+    parser.add_argument(
+        "--fix",
+        choices=FIX_CHOICES[1:],
+        help="the fix whose configuration must be present (default: the run's; none without)",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        default="300s",
+        help="stop the suite after DURATION (default 300s; exit 7)",
+    )
+    _add_site_options(parser)
+    _add_state_dir(parser)
+    _add_output(parser)
+    parser.set_defaults(handler=_run_verify)
+
+
+def _run_verify(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    result = api.verify(
+        args.inventory or default_inventory(env.environ),
+        args.site,
+        args.dns,
+        run_id=args.run,
+        fix=args.fix,
+        state_dir=args.state_dir,
+        vault_password_file=args.vault_password_file
+        or _environment_path(env, VAULT_PASSWORD_FILE_ENV),
+        timeout=parse_duration(args.timeout),
+        environ=env.environ,
+    )
+    if args.output == "json":
+        write_json(result.to_json(), env)
+    else:
+        env.stdout.write(render_verification(result))
+    return result.exit_status
+
+
+def render_verification(result: VerificationResult) -> str:
+    """One line per check (check, target, result, reason), then the verdict and the XML's path."""
+    rows = [("CHECK", "TARGET", "RESULT", "REASON")]
+    for check in result.checks:
+        shown = check.outcome.value
+        if check.outcome not in (Outcome.PASSED, Outcome.SKIPPED):
+            shown = shown.upper()
+        rows.append((check.name, check.target, shown, check.message))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    out = [f"Verification: {result.scope}"]
+    for name, target, shown, reason in rows:
+        cells = "  ".join(
+            cell.ljust(width) for cell, width in zip((name, target, shown), widths, strict=True)
+        )
+        out.append(f"  {cells}  {reason}".rstrip())
+    counts = {outcome: 0 for outcome in Outcome}
+    for check in result.checks:
+        counts[check.outcome] += 1
+    summary = ", ".join(f"{count} {outcome.value}" for outcome, count in counts.items() if count)
+    verdict = {
+        ExitStatus.SUCCESS: "PASSED",
+        ExitStatus.VERIFICATION_FAILED: "FAILED",
+        ExitStatus.PRECONDITION_FAILED: "INCOMPLETE: a host could not be reached",
+    }[result.exit_status]
+    out.append(f"{verdict}: {len(result.checks)} checks, {summary} ({result.seconds:.1f} s)")
+    out.append(f"JUnit XML: {result.junit_path}")
+    return "\n".join(out) + "\n"
 
 
 def render_error(error: RemediateError, env: Environment) -> None:

@@ -322,3 +322,43 @@ class SSHTransport:
             except OSError:
                 log.debug("could not remove %s", temporary)
             raise self._file_error(path, error) from None
+
+    def create_file_exclusive(self, path: str, data: bytes, *, mode: int = 0o644) -> bool:
+        """Create `path` holding `data` only if nothing is there (SFTP exclusive create, as
+        O_EXCL): True when this call created it, False when the path already exists."""
+        sftp = self._sftp_client()
+        try:
+            handle = sftp.open(path, "wxb")  # paramiko: "x" alone opens without write access
+        except OSError as error:
+            # SFTP v3 reports an existing file as a plain failure: look before saying why.
+            if self.stat(path) is not None:
+                return False
+            raise self._file_error(path, error) from None
+        try:
+            with handle:
+                handle.chmod(mode)
+                handle.write(data)
+        except OSError as error:
+            self.remove_file(path)
+            raise self._file_error(path, error) from None
+        return True
+
+    def rename_file(self, path: str, new_path: str) -> bool:
+        """Rename, never replacing (SFTP rename): False when `path` is gone or `new_path` exists."""
+        try:
+            self._sftp_client().rename(path, new_path)
+        except OSError as error:
+            if self.stat(path) is None or self.stat(new_path) is not None:
+                return False
+            raise self._file_error(path, error) from None
+        return True
+
+    def remove_file(self, path: str) -> bool:
+        """Remove a file: True when removed, False when it was not there."""
+        try:
+            self._sftp_client().remove(path)
+        except FileNotFoundError:
+            return False
+        except OSError as error:
+            raise self._file_error(path, error) from None
+        return True
