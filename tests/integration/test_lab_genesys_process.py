@@ -63,7 +63,12 @@ def test_ready_status_and_clean_exit_on_sigterm(lab_dir: LabLayout) -> None:
         ):
             with socket.create_connection((addresses.genesys_host, port), timeout=2):
                 pass
+        # The softphone registers 1002 then 1003 right after the service starts.
+        deadline = time.monotonic() + 5
         status = json.loads(lab_dir.genesys_status_file.read_text())
+        while status["in_service"] != ["1002", "1003"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            status = json.loads(lab_dir.genesys_status_file.read_text())
         assert status["service"] == "Running"
         assert status["in_service"] == ["1002", "1003"]
         assert status["bindings"]["1003"]["user_agent"] == "Genesys-Softphone/9.0.014.13"
