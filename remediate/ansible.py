@@ -44,7 +44,7 @@ import yaml
 
 from remediate.errors import RemediateError
 from remediate.scrub import Scrubber
-from remediate.state import FILE_MODE, check_private_dir, make_private_dir
+from remediate.state import DIR_MODE, FILE_MODE, check_private_dir, make_private_dir
 
 ARTIFACT_IDENT = "run"
 _POLL_SECONDS = 0.1
@@ -369,6 +369,8 @@ class _Run:
 
 def scrub_private_dir(private_dir: Path, secrets: Scrubber | Collection[str]) -> int:
     """Mask secrets in every file under a private data directory; returns how many changed.
+    Every directory left is made 0700 and every file 0600, as the rest of the state directory
+    (ansible-runner creates its artifacts with the process's umask).
 
     `run_playbook` does this itself; `recover` calls it on the directory of a run that a crash
     interrupted, with the secrets it knows again. A leftover extra-vars file is deleted.
@@ -377,8 +379,12 @@ def scrub_private_dir(private_dir: Path, secrets: Scrubber | Collection[str]) ->
     (private_dir / "tmp" / "extravars.yml").unlink(missing_ok=True)
     changed = 0
     for directory, _, files in os.walk(private_dir):
+        os.chmod(directory, DIR_MODE)
         for name in files:
-            changed += _scrub_file(Path(directory) / name, scrubber)
+            path = Path(directory) / name
+            changed += _scrub_file(path, scrubber)
+            if path.is_file() and not path.is_symlink():
+                path.chmod(FILE_MODE)
     return changed
 
 

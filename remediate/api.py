@@ -10,19 +10,32 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from remediate import engine
 from remediate.diagnose import Diagnosis, diagnose_events
 from remediate.dn import validate_dn
-from remediate.errors import InputError
+from remediate.errors import InputError, RemediateError, UsageError
 from remediate.genesys.logs import LogEvent, read_logs
 from remediate.inventory import load_site
-from remediate.journal import RunRecord, list_runs, read_run
+from remediate.journal import (
+    Journal,
+    JournalError,
+    RunRecord,
+    RunStatus,
+    list_runs,
+    open_runs,
+    read_run,
+)
 from remediate.live import diagnose_site
-from remediate.state import StateDir, resolve_state_dir
+from remediate.lock import LOCK_DIR, BrokenLock, LockHolder, break_lock
+from remediate.notify import check_notify_url
+from remediate.report import render_html
+from remediate.state import StateDir, resolve_state_dir, write_private_file
+from remediate.status import ExitStatus
 from remediate.verification.runner import (
     DEFAULT_TIMEOUT_SECONDS,
     VerificationResult,
@@ -187,6 +200,8 @@ def apply(
     how it ended (`report.exit_status`). Errors before the run starts (bad input, an unreadable
     inventory or state directory) raise."""
     options = replace(options, dns=_targets(options.dns))
+    if options.notify_url:
+        check_notify_url(options.notify_url)
     state = _state(state_dir, os.environ if environ is None else environ)
     loaded = load_site(inventory, site, vault_password_file=options.vault_password_file)
     return engine.apply_fix(loaded, state, options, hooks)
@@ -204,6 +219,8 @@ def rollback(
 ) -> engine.RunReport:
     """Restore the backups of an earlier apply (`remediate rollback RUN_ID`), as a run of its
     own; the site defaults to the run's."""
+    if options.notify_url:
+        check_notify_url(options.notify_url)
     state = _state(state_dir, os.environ if environ is None else environ)
     original = read_run(state, run_id)
     loaded = load_site(
@@ -224,6 +241,287 @@ def show(
 ) -> RunRecord:
     """The full record of one run (a unique prefix of its id works)."""
     return read_run(_state(state_dir, os.environ if environ is None else environ), run_id)
+
+
+# Recovery, locks, reports ------------------------------------------------------------------------
+
+
+@dataclass
+class RecoveredRun:
+    """What `recover` did with one open run (`report` None: it could not be taken over)."""
+
+    run_id: str
+    site: str
+    action: str
+    exit_status: ExitStatus
+    message: str
+    report: engine.RunReport | None = None
+    error: RemediateError | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "site": self.site,
+            "action": self.action,
+            "exit_code": int(self.exit_status),
+            "message": self.message,
+            "decision": (self.report.recovered or {}).get("decision") if self.report else None,
+            "status": self.report.status.value if self.report else RunStatus.RUNNING.value,
+            "run": self.report.to_json() if self.report else None,
+            "error": engine._error_json(self.error),
+        }
+
+
+@dataclass
+class Recovery:
+    """The outcome of `remediate recover`: one entry per run that was left open."""
+
+    state_dir: Path
+    runs: list[RecoveredRun] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """0 when every run ended restored or confirmed; 4 when a rollback failed (a person must
+        act, whatever else happened); 5 when a live process holds a run's lock; else the worst."""
+        codes = {run.exit_status for run in self.runs}
+        for severe in (ExitStatus.ROLLBACK_FAILED, ExitStatus.LOCKED):
+            if severe in codes:
+                return severe
+        failed = sorted(code for code in codes if code is not ExitStatus.SUCCESS)
+        return failed[-1] if failed else ExitStatus.SUCCESS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": engine.SCHEMA_VERSION,
+            "kind": "recovery",
+            "state_dir": str(self.state_dir),
+            "exit_code": int(self.exit_status),
+            "runs": [run.to_json() for run in self.runs],
+        }
+
+
+def recover(
+    inventory: Path | None,
+    options: engine.Options,
+    hooks: engine.Hooks = NO_HOOKS,
+    *,
+    state_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Recovery:
+    """`remediate recover`: finish every run of the state directory that a crash left open
+    (started, never ended, its process gone), oldest first. Each run's site is loaded from
+    `inventory`, else from the inventory the run recorded. Idempotent: a second call finds
+    nothing, and a recovery that dies midway leaves the run open for the next one."""
+    if options.notify_url:
+        check_notify_url(options.notify_url)
+    state = _state(state_dir, os.environ if environ is None else environ)
+    recovery = Recovery(state.path)
+    records = list(reversed(open_runs(state)))
+    if records and not options.interactive and not options.yes:
+        raise UsageError(
+            f"{len(records)} run(s) left open: refusing to recover without a terminal to "
+            "confirm on",
+            reference="confirmation-required",
+            hint="pass --yes (see 'remediate history' for the open runs)",
+        )
+    for record in records:
+        guards = next((step.data for step in record.steps if step.name == engine.Step.GUARDS), {})
+        recorded_vault = guards.get("vault_password_file")
+        run_options = replace(
+            options,
+            vault_password_file=options.vault_password_file
+            or (Path(recorded_vault) if recorded_vault else None),
+        )
+        recorded_inventory = guards.get("inventory")
+        entry = RecoveredRun(
+            record.run_id,
+            record.metadata.site,
+            record.metadata.action,
+            ExitStatus.SUCCESS,
+            "",
+        )
+        try:
+            site = load_site(
+                inventory or (Path(recorded_inventory) if recorded_inventory else None),
+                record.metadata.site,
+                vault_password_file=run_options.vault_password_file,
+            )
+            report = engine.recover_run(site, state, record, run_options, hooks)
+        except JournalError as error:
+            if error.reference == "run-finished":
+                continue  # another recover finished it meanwhile
+            entry.exit_status, entry.message, entry.error = error.exit_status, error.message, error
+        except RemediateError as error:
+            entry.exit_status, entry.message, entry.error = error.exit_status, error.message, error
+        else:
+            entry.report, entry.exit_status, entry.message = (
+                report,
+                report.exit_status,
+                report.message,
+            )
+            entry.error = report.error if report.exit_status is not ExitStatus.SUCCESS else None
+        recovery.runs.append(entry)
+    return recovery
+
+
+@dataclass(frozen=True)
+class LockState:
+    """Who holds a site's locks now, as `remediate lock status` shows it."""
+
+    site: str
+    local_path: Path
+    local: LockHolder | None
+    target_where: str
+    target: LockHolder | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": engine.SCHEMA_VERSION,
+            "kind": "lock-status",
+            "site": self.site,
+            "local": {
+                "where": str(self.local_path),
+                "holder": None if self.local is None else self.local.to_json(),
+            },
+            "target": {
+                "where": self.target_where,
+                "holder": None if self.target is None else self.target.to_json(),
+            },
+        }
+
+
+def lock_status(
+    inventory: Path | None,
+    site: str | None,
+    *,
+    state_dir: Path | None = None,
+    vault_password_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LockState:
+    """The holders the site's two lock bodies name (read-only; the target over SFTP)."""
+    state = _state(state_dir, os.environ if environ is None else environ)
+    loaded = load_site(inventory, site, vault_password_file=vault_password_file)
+    local_path = state.path / LOCK_DIR / f"site_{loaded.name}.lock"
+    local = LockHolder.parse(local_path.read_bytes()) if local_path.is_file() else None
+    target = engine.target_lock(loaded)
+    return LockState(loaded.name, local_path, local, target.where, target.peek())
+
+
+@dataclass(frozen=True)
+class LockBreak:
+    run_id: str
+    broken: BrokenLock
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": engine.SCHEMA_VERSION,
+            "kind": "lock-break",
+            "run_id": self.run_id,
+            **self.broken.to_json(),
+        }
+
+
+def break_site_lock(
+    inventory: Path | None,
+    site: str,
+    reason: str,
+    *,
+    change_id: str | None = None,
+    state_dir: Path | None = None,
+    vault_password_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LockBreak:
+    """`remediate lock break SITE --reason TEXT`: remove both locks of a site whose holder is
+    dead (a live holder on this host is refused, exit 5), logged and journaled as a run of its
+    own (action `lock-break`), so `history` shows who broke which lock and why."""
+    state = _state(state_dir, os.environ if environ is None else environ)
+    loaded = load_site(inventory, site, vault_password_file=vault_password_file)
+    journal = Journal.start(
+        state,
+        site=loaded.name,
+        dns=[],
+        fix="none",
+        change_id=change_id,
+        action="lock-break",
+        secrets=[loaded.genesys.winrm.password, loaded.genesys.gax.password],
+    )
+    with journal:
+        try:
+            with journal.step("break", {"reason": reason}) as results:
+                broken = break_lock(state, loaded.name, reason, target=engine.target_lock(loaded))
+                results.update(broken.to_json())
+        except RemediateError as error:
+            journal.finish(
+                RunStatus.FAILED_BEFORE_CHANGE,
+                {
+                    "schema_version": engine.SCHEMA_VERSION,
+                    "kind": "lock-break",
+                    "exit_code": int(error.exit_status),
+                    "message": error.message,
+                },
+            )
+            raise
+        holders = [h.describe() for h in (broken.local, broken.target) if h is not None]
+        journal.finish(
+            RunStatus.NO_CHANGE,
+            {
+                **LockBreak(journal.run_id, broken).to_json(),
+                "exit_code": int(ExitStatus.SUCCESS),
+                "message": f"broke the lock of site {loaded.name} "
+                f"({'; '.join(holders) or 'no holder recorded'}): {broken.reason}",
+            },
+        )
+    return LockBreak(journal.run_id, broken)
+
+
+@dataclass(frozen=True)
+class RunPage:
+    run_id: str
+    path: Path
+    dns: list[str]
+    steps: int
+    states: int
+    """Registration state changes drawn (0: the run recorded none)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": engine.SCHEMA_VERSION,
+            "kind": "report",
+            "run_id": self.run_id,
+            "html": str(self.path),
+            "dns": self.dns,
+            "steps": self.steps,
+            "registration_states": self.states,
+        }
+
+
+def report(
+    run_id: str,
+    html_path: Path,
+    *,
+    state_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RunPage:
+    """`remediate report RUN_ID --html FILE`: the run's page, from its journal alone (the
+    registration states its preflight and verification recorded): no host is reached."""
+    record = read_run(_state(state_dir, os.environ if environ is None else environ), run_id)
+    timelines = engine.recorded_timelines(record)
+    page = render_html(record, timelines)
+    try:
+        write_private_file(html_path, page.encode("utf-8"))
+    except OSError as error:
+        raise InputError(
+            f"cannot write {html_path}: {error.strerror or error}",
+            reference="report-unwritable",
+            hint="give --html a path in a directory you can write",
+        ) from None
+    return RunPage(
+        record.run_id,
+        html_path,
+        [timeline.dn for timeline in timelines],
+        len(record.steps),
+        sum(len(timeline.changes) for timeline in timelines),
+    )
 
 
 # Post-change verification ----------------------------------------------------------------------

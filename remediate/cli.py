@@ -6,13 +6,15 @@ import argparse
 import json
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path, PureWindowsPath
 from typing import Any, NoReturn
 
-from remediate import __version__, api, engine
+from remediate import __version__, api, engine, fleet
 from remediate.diagnose import COMPARISON_ROWS, Diagnosis, DnDiagnosis
 from remediate.env import Environment
 from remediate.errors import RemediateError, UsageError
@@ -22,6 +24,7 @@ from remediate.journal import RunRecord
 from remediate.live import parse_duration
 from remediate.status import ExitStatus
 from remediate.verification.runner import Outcome, VerificationResult
+from remediate.window import parse_window_option
 
 Handler = Callable[[argparse.Namespace, Environment], ExitStatus]
 
@@ -31,6 +34,8 @@ examples:
   remediate plan --dn 5001
   remediate apply --dn 5001 --dn 5002 --change-id CHG0042
   remediate history
+  remediate recover --yes
+  remediate report 20261205T163000Z-5f2a --html run.html
   remediate lab up
   remediate lab status
 
@@ -80,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_history_parser(commands)
     _add_show_parser(commands)
     _add_verify_parser(commands)
+    _add_recover_parser(commands)
+    _add_lock_parser(commands)
+    _add_report_parser(commands)
     _add_lab_parser(commands)
     return parser
 
@@ -374,6 +382,18 @@ def _add_lab_parser(commands: Any) -> None:
         default=DEFAULT_SCENARIO,
         help="; ".join(f"{name}: {text}" for name, text in SCENARIOS.items()),
     )
+    up.add_argument(
+        "--sites",
+        type=int,
+        metavar="N",
+        help="a fleet: N sites, each a Genesys and an Asterisk host on addresses of its own (the "
+        "first site's plus 1, 2, ... on the last octet), in DIR/lab01 ... and one inventory, "
+        "DIR/inventory/hosts.yml, with a site_labNN group per site",
+    )
+    up.add_argument("--genesys-host", metavar="ADDRESS", help="the (first) Genesys host's address")
+    up.add_argument(
+        "--asterisk-host", metavar="ADDRESS", help="the (first) Asterisk host's address"
+    )
     action("down", "stop the lab; no process and no bound port is left")
     action("status", "each component and its address, the service state, the DNs in service")
     fault = action("fault", "switch a fault on (or off with --off)")
@@ -391,7 +411,8 @@ def _add_lab_parser(commands: Any) -> None:
 def _run_lab(args: argparse.Namespace, env: Environment) -> ExitStatus:
     try:
         from remediate.lab import control
-        from remediate.lab.layout import DEFAULT_LAB_DIR_ENV, load_layout
+        from remediate.lab import fleet as lab_fleet
+        from remediate.lab.layout import DEFAULT_LAB_DIR_ENV, LabLayout, load_layout
     except ImportError as missing:
         raise RemediateError(
             f"the lab cannot run here: {missing}",
@@ -400,12 +421,28 @@ def _run_lab(args: argparse.Namespace, env: Environment) -> ExitStatus:
         ) from missing
     root = args.dir or Path(env.environ.get(DEFAULT_LAB_DIR_ENV) or ".lab")
     layout, _ = load_layout(root)
+    is_fleet = lab_fleet.is_fleet(root)
 
     def progress(message: str) -> None:
         env.stderr.write(f"  {message}\n")
         env.stderr.flush()
 
     try:
+        if args.lab_action == "up":
+            first = lab_fleet.load_fleet(root).sites[0].layout.addresses if is_fleet else None
+            addresses = first or layout.addresses
+            addresses = replace(
+                addresses,
+                genesys_host=args.genesys_host or addresses.genesys_host,
+                asterisk_host=args.asterisk_host or addresses.asterisk_host,
+            )
+            layout = LabLayout(layout.root, addresses)
+        if is_fleet and args.lab_action in ("fault", "logs"):
+            raise control.LabError(
+                "lab-fleet-site-needed",
+                f"{root} holds a fleet of sites: {args.lab_action} works on one site",
+                hint=f"give that site's directory, e.g. --dir {root / lab_fleet.site_name(0)}",
+            )
         if args.lab_action == "fault":
             faults = control.fault(layout, args.name, not args.off)
             if args.output == "json":
@@ -422,7 +459,15 @@ def _run_lab(args: argparse.Namespace, env: Environment) -> ExitStatus:
                     env.stdout.write(f"==> {excerpt.name}: {excerpt.path or '(none yet)'}\n")
                     env.stdout.writelines(f"{line}\n" for line in excerpt.lines)
             return ExitStatus.SUCCESS
-        if args.lab_action == "up":
+        status: control.LabStatus | lab_fleet.FleetStatus
+        if args.lab_action == "up" and (args.sites or is_fleet):
+            count = args.sites or len(lab_fleet.load_fleet(root).sites)
+            status = lab_fleet.up(root, count, layout.addresses, args.scenario, progress=progress)
+        elif is_fleet and args.lab_action == "down":
+            status = lab_fleet.down(root, progress=progress)
+        elif is_fleet:
+            status = lab_fleet.status(root)
+        elif args.lab_action == "up":
             status = control.up(layout, args.scenario, progress=progress)
         elif args.lab_action == "down":
             status = control.down(layout, progress=progress)
@@ -438,9 +483,29 @@ def _run_lab(args: argparse.Namespace, env: Environment) -> ExitStatus:
         ) from error
     if args.output == "json":
         write_json({"schema_version": 1, **status.to_json()}, env)
+    elif isinstance(status, lab_fleet.FleetStatus):
+        env.stdout.write(_render_fleet_status(status))
     else:
         env.stdout.write(_render_lab_status(status))
     return ExitStatus.SUCCESS
+
+
+def _render_fleet_status(status: Any) -> str:
+    lines = [
+        f"fleet {status.state}: {len(status.sites)} sites, scenario {status.scenario}, DNs "
+        f"{', '.join(status.dns)}, directory {status.root}"
+    ]
+    lines.append(
+        f"  {'SITE':<8}{'GENESYS':<16}{'ASTERISK':<16}{'STATE':<8}{'SERVICE':<10}IN SERVICE"
+    )
+    for name, site in status.sites:
+        hosts = {component.host: component.address for component in site.components}
+        lines.append(
+            f"  {name:<8}{hosts['genesys']:<16}{hosts['asterisk']:<16}{site.state:<8}"
+            f"{site.service_state or '-':<10}{', '.join(site.dns_in_service) or '-'}"
+        )
+    lines.append(f"  inventory: {status.inventory}")
+    return "\n".join(lines) + "\n"
 
 
 def _render_lab_status(status: Any) -> str:
@@ -486,6 +551,9 @@ examples:
   remediate apply --dn 5001                                 (asks before changing anything)
   remediate apply --dn 5001 --dn 5002 --fix trusted-gateway --change-id CHG0042
   remediate apply --dn 5001 --fix auto --yes --change-id CHG0042 --output json   (unattended)
+  remediate apply --dn 5001 --dn 5002 --fix trusted-gateway --change-id CHG0042 --yes \
+      --window 2026-12-05T22:00+05:30/2026-12-06T02:00+05:30 --verify \
+      --notify https://hooks.example.com/remediate --output json
 
 The change is a transaction, recorded step by step in the state directory: preflight (hosts
 reached, DNs diagnosed, the DNs in service now kept as the baseline), plan, backup of everything
@@ -495,12 +563,19 @@ and that the baseline is still in service. Any failure rolls back from the backu
 proves the estate is byte-identical and the baseline back. Without a terminal, --change-id and
 --yes are required.
 
+Guards, before any host is touched: the change window (--window, else the inventory's
+remediate_change_windows; the run must fit, rollback included, before the window closes), then the
+site's locks (in the state directory and remediate_lock_path on the Asterisk host). --verify runs
+the pytest-testinfra suite as the last step (its JUnit XML goes into the run's record; a failure
+rolls back). --notify POSTs the run's JSON when it ends, whatever the outcome.
+
 exit codes:
   0 applied and verified, or nothing to do (the DNs are in service and the fix is in place)
   1 bad input, or the change was not confirmed (nothing was changed)
   3 the change failed or did not verify; the rollback restored the estate
   4 THE ROLLBACK FAILED: a person must restore what the report lists (remediate show RUN_ID)
-  5 another run holds the site's lock
+  5 another run holds the site's lock (or a run left open by a crash: remediate recover)
+  6 outside the change window, or the run would outlast it; nothing was touched
   7 a precondition failed (a host unreachable, a contradicting diagnosis); nothing was changed
   130 interrupted (after a rollback when the change had started)
 """
@@ -534,7 +609,7 @@ examples:
 """
 
 
-def _add_site_options(parser: argparse.ArgumentParser) -> None:
+def _add_site_options(parser: argparse.ArgumentParser, *, fleet_options: bool = False) -> None:
     parser.add_argument(
         "-i",
         "--inventory",
@@ -542,14 +617,41 @@ def _add_site_options(parser: argparse.ArgumentParser) -> None:
         metavar="INVENTORY",
         help="the Ansible inventory (default: $REMEDIATE_INVENTORY, else inventories/lab)",
     )
-    parser.add_argument(
-        "--site", metavar="NAME", help="the site_<NAME> group (default: the only one)"
-    )
+    if fleet_options:
+        _add_fleet_options(parser)
+    else:
+        parser.add_argument(
+            "--site", metavar="NAME", help="the site_<NAME> group (default: the only one)"
+        )
     parser.add_argument(
         "--vault-password-file",
         type=Path,
         metavar="FILE",
         help="Ansible Vault password file (default: $ANSIBLE_VAULT_PASSWORD_FILE)",
+    )
+
+
+def _add_fleet_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--site",
+        metavar="NAME",
+        action="append",
+        help="the site_<NAME> group (default: the only one); repeat it, or give 'all' for every "
+        "site_* group, to run on a fleet of sites",
+    )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        default=1,
+        help="fleet: how many sites run at once (default 1)",
+    )
+    parser.add_argument(
+        "--max-failed",
+        type=int,
+        metavar="N",
+        help="fleet: once N sites have failed, start no other (started ones finish or roll back; "
+        "the rest are skipped); default: no brake",
     )
 
 
@@ -586,6 +688,31 @@ def _add_change_options(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         default="120s",
         help="how long verification waits for the DNs to register (default 120s)",
+    )
+
+
+def _add_notify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--notify",
+        metavar="URL",
+        help="POST the run's JSON to URL when it ends (retried, bounded; never changes the exit "
+        "code)",
+    )
+
+
+def _add_guard_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--window",
+        metavar="START/END",
+        type=parse_window_option,
+        help="the approved change window, ISO 8601 with offsets "
+        "(2026-12-05T22:00+05:30/2026-12-06T02:00+05:30); replaces the inventory's "
+        "remediate_change_windows",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="run the pytest-testinfra verification suite as the last step (a failure rolls back)",
     )
 
 
@@ -633,7 +760,7 @@ def _add_plan_parser(commands: Any) -> None:
         PLAN_EXAMPLES,
     )
     _add_dn_options(parser)
-    _add_site_options(parser)
+    _add_site_options(parser, fleet_options=True)
     parser.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -654,7 +781,9 @@ def _add_apply_parser(commands: Any) -> None:
     )
     _add_dn_options(parser)
     _add_change_options(parser)
-    _add_site_options(parser)
+    _add_guard_options(parser)
+    _add_notify(parser)
+    _add_site_options(parser, fleet_options=True)
     _add_state_dir(parser)
     _add_output(parser)
     parser.set_defaults(handler=_run_apply)
@@ -676,6 +805,7 @@ def _add_rollback_parser(commands: Any) -> None:
         help="restore even what changed since the run committed",
     )
     _add_change_options(parser)
+    _add_notify(parser)
     _add_site_options(parser)
     _add_state_dir(parser)
     _add_output(parser)
@@ -717,10 +847,13 @@ def _engine_options(args: argparse.Namespace, env: Environment, dns: Sequence[st
         change_id=getattr(args, "change_id", None),
         yes=getattr(args, "yes", False),
         interactive=env.stdin_isatty,
-        force=args.force,
+        force=getattr(args, "force", False),
         verify_timeout=parse_duration(getattr(args, "verify_timeout", "120s")),
         vault_password_file=args.vault_password_file
         or _environment_path(env, VAULT_PASSWORD_FILE_ENV),
+        window=getattr(args, "window", None),
+        verify_suite=getattr(args, "verify", False),
+        notify_url=getattr(args, "notify", None),
     )
 
 
@@ -757,10 +890,12 @@ def _hooks(args: argparse.Namespace, env: Environment) -> engine.Hooks:
 
 
 def _run_plan(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    if fleet.is_fleet_request(args.site):
+        return _run_fleet(args, env)
     json_output = args.output == "json"
     plan = api.plan(
         args.inventory or default_inventory(env.environ),
-        args.site,
+        _one_site(args),
         _engine_options(args, env, args.dns),
         engine.Hooks(on_progress=_Progress(env, json_output)),
     )
@@ -771,6 +906,61 @@ def _run_plan(args: argparse.Namespace, env: Environment) -> ExitStatus:
     if args.detailed_exitcode and not plan.nothing_to_do:
         return ExitStatus.PLAN_HAS_CHANGES
     return ExitStatus.SUCCESS
+
+
+def _one_site(args: argparse.Namespace) -> str | None:
+    return str(args.site[0]) if args.site else None
+
+
+def _run_fleet(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    """apply/plan on several sites: progress lines tagged with their site (from the sites'
+    threads), then each plan (plan) and the fleet's summary table, or the fleet's JSON."""
+    json_output = args.output == "json"
+    stream = env.stderr if json_output else env.stdout
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def hooks_for(site: str) -> engine.Hooks:
+        def on_progress(step: str, message: str) -> None:
+            with lock:
+                elapsed = time.monotonic() - started
+                stream.write(f"[{elapsed:6.1f}s] {site:<12} {step:<16} {message}\n")
+                stream.flush()
+
+        return engine.Hooks(on_progress=on_progress)
+
+    inventory = args.inventory or default_inventory(env.environ)
+    options = _engine_options(args, env, args.dns)
+    if args.command == "apply":
+        report = fleet.apply(
+            inventory,
+            args.site,
+            options,
+            parallel=args.parallel,
+            max_failed=args.max_failed,
+            hooks_for=hooks_for,
+            state_dir=args.state_dir,
+            environ=env.environ,
+        )
+    else:
+        report = fleet.plan(
+            inventory,
+            args.site,
+            options,
+            parallel=args.parallel,
+            max_failed=args.max_failed,
+            hooks_for=hooks_for,
+            detailed_exitcode=args.detailed_exitcode,
+            environ=env.environ,
+        )
+    if json_output:
+        write_json(report.to_json(), env)
+        return report.exit_status
+    for result in report.sites:
+        if result.plan is not None:
+            env.stdout.write("\n" + render_plan(result.plan))
+    env.stdout.write("\n" + fleet.render(report))
+    return report.exit_status
 
 
 def render_plan(plan: engine.Plan) -> str:
@@ -801,9 +991,11 @@ def render_plan(plan: engine.Plan) -> str:
 
 
 def _run_apply(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    if fleet.is_fleet_request(args.site):
+        return _run_fleet(args, env)
     report = api.apply(
         args.inventory or default_inventory(env.environ),
-        args.site,
+        _one_site(args),
         _engine_options(args, env, args.dns),
         _hooks(args, env),
         state_dir=args.state_dir,
@@ -856,6 +1048,26 @@ def render_report(report: engine.RunReport) -> str:
         out.append(f"  NOT in service {', '.join(report.not_in_service)}")
     if report.backups:
         out.append(f"  backups      {report.backups[0].run_dir / 'backups'}")
+    if report.window is not None:
+        out.extend(_wrapped(f"window: {report.window['message']}"))
+    if report.lock is not None:
+        holder = report.lock["holder"]
+        out.append(f"  lock         held as {holder['owner']} pid {holder['pid']}")
+        for takeover in report.lock.get("takeovers", []):
+            out.extend(_wrapped(f"took over the stale {takeover['where']}: {takeover['reason']}"))
+        if report.lock.get("release_warning"):
+            out.extend(_wrapped(f"WARNING: {report.lock['release_warning']}"))
+    if report.verification is not None:
+        verdict = "passed" if report.verification["passed"] else "FAILED"
+        out.append(f"  suite        {verdict}, JUnit XML {report.verification['junit']}")
+    if report.recovered is not None:
+        recovered = report.recovered
+        out.append(
+            f"  recovered    {recovered['decision']} (the dead controller's last step: "
+            f"{recovered['last_step']})"
+        )
+    if report.notification is not None:
+        out.extend(_wrapped(report.notification.summary()))
     if report.restore:
         out.append("")
         out.append("RESTORE BY HAND (the rollback could not finish):")
@@ -1129,6 +1341,248 @@ def render_verification(result: VerificationResult) -> str:
     out.append(f"{verdict}: {len(result.checks)} checks, {summary} ({result.seconds:.1f} s)")
     out.append(f"JUnit XML: {result.junit_path}")
     return "\n".join(out) + "\n"
+
+
+# -- recover, lock, report ----------------------------------------------------------------------
+
+RECOVER_EXAMPLES = """\
+examples:
+  remediate recover                      (asks before finishing each run)
+  remediate recover --yes --output json  (unattended, e.g. at the controller's boot)
+  remediate recover --state-dir /var/lib/remediate -i inventories/prod --yes
+
+Finds the runs of the state directory that a crash left open (started, never ended, their process
+gone: SIGKILL, power loss) and finishes each one from its journal alone: it stops the Ansible
+processes the dead run left behind and scrubs their files, then
+  - nothing had changed yet (it died before apply): releases the site's locks;
+  - the change had started: restores every backup, restarts SIP Server if the run had or the fix
+    needs it, and proves the estate byte-identical and the baseline DNs in service;
+  - the change had been applied and verified: confirms it (commit).
+Each recovery is journaled in the run it finishes. Running it again finds nothing; a recovery
+that dies midway is finished by the next one. Without -i, each run's own inventory is used.
+
+exit codes:
+  0 nothing left open, or every open run ended restored or confirmed
+  1 bad input, or not confirmed (the runs stay open)
+  4 a rollback failed: a person must restore what 'remediate show RUN_ID' lists
+  5 a live process owns a run or holds its site's lock (the run stays open)
+  7 a host unreachable (the run stays open; run recover again)
+"""
+
+LOCK_EXAMPLES = """\
+examples:
+  remediate lock status --site uat
+  remediate lock break uat --reason "controller ctl2 died during CHG0042"
+
+Each run holds two locks on its site: locks/site_<site>.lock in the state directory and the file
+remediate_lock_path on the site's Asterisk host (any controller, and a person on the host, can read
+who holds it). A lock whose holder died on this machine, or that expired, is taken over by the
+next run. 'break' removes both now, with a reason that is logged and journaled (a run of action
+lock-break in 'remediate history'); a holder alive on this machine is never broken.
+
+exit codes:
+  0 done   1 bad input (a reason is required)   5 the holder is alive on this machine
+  7 the Asterisk host cannot be reached
+"""
+
+REPORT_EXAMPLES = """\
+examples:
+  remediate report 20261205T163000Z-5f2a --html run.html
+  remediate report 20261205T1630 --html /srv/changes/CHG0042.html --output json
+
+A self-contained HTML page (no script, no external resource): the run's steps, and on one time
+axis each DN's registration state (in service, out of service, unknown) before, during and after
+the change, drawn as SVG. It is made from the run's journal alone (the registration states the
+run read at preflight and verification), so no host needs to be up.
+"""
+
+
+def _add_recover_parser(commands: Any) -> None:
+    parser = _command(
+        commands,
+        "recover",
+        "finish the runs a crash left open: roll back or confirm, from the journal",
+        "Find runs left open by a dead controller and finish each from its journal alone.",
+        RECOVER_EXAMPLES,
+    )
+    parser.add_argument(
+        "-y", "--yes", action="store_true", help="do not ask before finishing each run"
+    )
+    parser.add_argument(
+        "-i",
+        "--inventory",
+        type=Path,
+        metavar="INVENTORY",
+        help="the Ansible inventory (default: the one each run recorded)",
+    )
+    parser.add_argument(
+        "--vault-password-file",
+        type=Path,
+        metavar="FILE",
+        help="Ansible Vault password file (default: $ANSIBLE_VAULT_PASSWORD_FILE)",
+    )
+    parser.add_argument(
+        "--verify-timeout",
+        metavar="DURATION",
+        default="120s",
+        help="how long the rollback's verification waits for the DNs (default 120s)",
+    )
+    _add_notify(parser)
+    _add_state_dir(parser)
+    _add_output(parser)
+    parser.set_defaults(handler=_run_recover)
+
+
+def _run_recover(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    recovery = api.recover(
+        args.inventory,
+        _engine_options(args, env, ()),
+        _hooks(args, env),
+        state_dir=args.state_dir,
+        environ=env.environ,
+    )
+    if args.output == "json":
+        write_json(recovery.to_json(), env)
+    else:
+        env.stdout.write(render_recovery(recovery))
+    for run in recovery.runs:
+        if run.error is not None:
+            render_error(run.error, env)
+    return recovery.exit_status
+
+
+def render_recovery(recovery: api.Recovery) -> str:
+    if not recovery.runs:
+        return f"no run left open in {recovery.state_dir}: nothing to recover\n"
+    out = [f"Recovered {len(recovery.runs)} run(s) left open in {recovery.state_dir}"]
+    for run in recovery.runs:
+        if run.report is not None:
+            out.append("")
+            out.append(render_report(run.report).rstrip("\n"))
+        else:
+            out.append(f"Run {run.run_id} ({run.action}, site {run.site}): STILL OPEN")
+            out.extend(_wrapped(run.message))
+    return "\n".join(out) + "\n"
+
+
+def _add_lock_parser(commands: Any) -> None:
+    lock = _command(
+        commands,
+        "lock",
+        "show or break a site's locks",
+        "Show who holds a site's locks, or break them once their holder is known dead.",
+        LOCK_EXAMPLES,
+    )
+    actions = lock.add_subparsers(dest="lock_action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    status = _command(
+        actions, "status", "who holds the site's locks", "Both lock bodies.", LOCK_EXAMPLES
+    )
+    _add_site_options(status)
+    _add_state_dir(status)
+    _add_output(status)
+    broken = _command(
+        actions,
+        "break",
+        "remove a dead controller's locks of a site, with a reason",
+        "Remove both locks of SITE (a holder alive on this machine is refused); logged and "
+        "journaled.",
+        LOCK_EXAMPLES,
+    )
+    broken.add_argument("site", metavar="SITE", help="the site (its site_<SITE> group)")
+    broken.add_argument("--reason", required=True, help="why: journaled with the break")
+    broken.add_argument("--change-id", metavar="ID", help="the ticket this break belongs to")
+    broken.add_argument(
+        "-i",
+        "--inventory",
+        type=Path,
+        metavar="INVENTORY",
+        help="the Ansible inventory (default: $REMEDIATE_INVENTORY, else inventories/lab)",
+    )
+    broken.add_argument(
+        "--vault-password-file",
+        type=Path,
+        metavar="FILE",
+        help="Ansible Vault password file (default: $ANSIBLE_VAULT_PASSWORD_FILE)",
+    )
+    _add_state_dir(broken)
+    _add_output(broken)
+    lock.set_defaults(handler=_run_lock)
+
+
+def _run_lock(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    inventory = args.inventory or default_inventory(env.environ)
+    vault = args.vault_password_file or _environment_path(env, VAULT_PASSWORD_FILE_ENV)
+    if args.lock_action == "break":
+        done = api.break_site_lock(
+            inventory,
+            args.site,
+            args.reason,
+            change_id=args.change_id,
+            state_dir=args.state_dir,
+            vault_password_file=vault,
+            environ=env.environ,
+        )
+        if args.output == "json":
+            write_json(done.to_json(), env)
+        else:
+            broken = done.broken
+            holders = [h.describe() for h in (broken.local, broken.target) if h is not None]
+            env.stdout.write(
+                f"broke the lock of site {broken.site} (journaled as run {done.run_id})\n"
+                f"  was held by  {'; '.join(holders) or 'nobody recorded'}\n"
+                f"  reason       {broken.reason}\n  by           {broken.by}\n"
+            )
+        return ExitStatus.SUCCESS
+    state = api.lock_status(
+        inventory,
+        args.site,
+        state_dir=args.state_dir,
+        vault_password_file=vault,
+        environ=env.environ,
+    )
+    if args.output == "json":
+        write_json(state.to_json(), env)
+    else:
+        local = state.local.describe() if state.local else "free"
+        target = state.target.describe() if state.target else "free"
+        env.stdout.write(
+            f"site {state.site}\n  local   {state.local_path}: {local}\n"
+            f"  target  {state.target_where}: {target}\n"
+        )
+    return ExitStatus.SUCCESS
+
+
+def _add_report_parser(commands: Any) -> None:
+    parser = _command(
+        commands,
+        "report",
+        "write a run's steps and DN registration timeline as an HTML page",
+        "Make a self-contained HTML page of one run from its journal: steps, and each DN's "
+        "registration state over time (SVG).",
+        REPORT_EXAMPLES,
+    )
+    parser.add_argument("run_id", metavar="RUN_ID", help="a run id, or a unique prefix of one")
+    parser.add_argument(
+        "--html", type=Path, metavar="FILE", required=True, help="the page to write"
+    )
+    _add_state_dir(parser)
+    _add_output(parser)
+    parser.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    page = api.report(args.run_id, args.html, state_dir=args.state_dir, environ=env.environ)
+    if args.output == "json":
+        write_json(page.to_json(), env)
+    else:
+        drawn = (
+            f"{page.states} registration state(s) of DN {', '.join(page.dns)}"
+            if page.states
+            else "no registration state recorded by the run"
+        )
+        env.stdout.write(f"wrote {page.path}: run {page.run_id}, {page.steps} steps, {drawn}\n")
+    return ExitStatus.SUCCESS
 
 
 def render_error(error: RemediateError, env: Environment) -> None:

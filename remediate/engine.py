@@ -16,27 +16,38 @@ Hooks, ansible-runner style, called in the caller's thread:
   `finished` or `failed` (after the journal recorded it); tests switch lab faults on here;
 - `confirm(plan) -> bool`: asked before anything changes when the run is interactive and `--yes`
   was not given; False ends the run ABORTED with nothing changed.
+
+The guards come first, before anything touches a host: the change id (and `--yes`) when nobody is
+at a terminal, the change window (the run must end, rollback included, before the window closes:
+`worst_case`), then the site's locks, local and on the Asterisk host (`remediate.lock`), held
+until the run ends and refreshed at every long step. A run left open by a dead controller blocks
+its site until `remediate recover` finishes it (`recover_run`): it rolls back from the journal
+alone, or confirms a change whose verification had finished.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from remediate import live
-from remediate.ansible import PlaybookEvent, PlaybookResult, run_playbook
+from remediate.ansible import (
+    PlaybookEvent,
+    PlaybookResult,
+    kill_run_processes,
+    run_playbook,
+    scrub_private_dir,
+)
 from remediate.diagnose import Diagnosis, DnDiagnosis, Fix, RootCause
 from remediate.errors import InputError, PreconditionError, RemediateError, UsageError
 from remediate.fixes import (
@@ -52,21 +63,29 @@ from remediate.fixes import (
 from remediate.fixes.changes import Change, UnmappedChangeError, change_set
 from remediate.genesys import powershell
 from remediate.genesys.gax import GaxClient
-from remediate.genesys.logs import RegistrationTransaction, Verdict
+from remediate.genesys.logs import RegistrationTransaction, TimelineEntry, Verdict
 from remediate.inventory import Site
 from remediate.journal import (
     BACKUP_DIR,
     Journal,
+    JournalError,
     RunRecord,
     RunStatus,
+    StepOutcome,
+    open_runs,
     read_backup,
     read_run_dir,
 )
-from remediate.state import FILE_MODE, StateDir, make_private_dir
+from remediate.lock import LockedError, SiteLock, TargetLock
+from remediate.notify import NotifyResult, notify
+from remediate.report import DnStates, RegistrationState, StateChange, dn_states
+from remediate.state import StateDir, make_private_dir
 from remediate.status import ExitStatus
 from remediate.transport import TransportError
 from remediate.transport.ssh import SSHTransport
 from remediate.transport.winrm import WinRMTransport
+from remediate.verification.runner import run_verification
+from remediate.window import ChangeWindow, FixedWindow, check_window
 
 SCHEMA_VERSION = 1
 PLAYBOOK_DIR = Path(__file__).resolve().parents[1] / "playbooks"
@@ -74,7 +93,13 @@ PLAYBOOK_DIR_ENV = "REMEDIATE_PLAYBOOK_DIR"
 RESTART_PLAYBOOK = "restart.yml"
 ROLLBACK_PLAYBOOK = "rollback.yml"
 EXTENSION_DN_TYPES = frozenset({"CFGExtension", "CFGACDPosition"})
-LOCK_DIR = "locks"
+OBSERVATION_BOUND = 60.0
+"""Seconds allowed, in the worst case, for one reading of the estate (the preflight's diagnosis,
+the backup, the checksums): each transport call is bounded by its own timeouts."""
+LOCK_MARGIN = timedelta(minutes=10)
+"""A lock lasts the run's worst case plus this, unless refreshed."""
+TIMELINE_KEEP = 30
+"""Registration entries kept per DN in the journal at each reading (for `remediate report`)."""
 
 
 class Step(StrEnum):
@@ -85,10 +110,29 @@ class Step(StrEnum):
     APPLY = "apply"
     RESTART = "restart"
     VERIFY = "verify"
+    VERIFY_SUITE = "verify-suite"
     COMMIT = "commit"
     ROLLBACK = "rollback"
     ROLLBACK_RESTART = "rollback-restart"
     ROLLBACK_VERIFY = "rollback-verify"
+    RECOVER = "recover"
+
+
+CHANGING_STEPS = frozenset(
+    {
+        Step.APPLY,
+        Step.RESTART,
+        Step.VERIFY,
+        Step.VERIFY_SUITE,
+        Step.COMMIT,
+        Step.ROLLBACK,
+        Step.ROLLBACK_RESTART,
+        Step.ROLLBACK_VERIFY,
+    }
+)
+"""Once one of these started, the estate may have changed: a crash there needs a rollback."""
+LONG_STEPS = CHANGING_STEPS - {Step.COMMIT}
+"""Steps that may take minutes: the site's lock is refreshed when each starts."""
 
 
 ProgressHook = Callable[[str, str], None]
@@ -125,6 +169,28 @@ class Options:
     playbook_timeout: float = 600.0
     vault_password_file: Path | None = None
     playbook_dir: Path | None = None
+    window: FixedWindow | None = None
+    """`--window`: replaces the inventory's recurring windows for this run."""
+    verify_suite: bool = False
+    """`--verify`: the pytest-testinfra suite runs after the engine's own verification."""
+    suite_timeout: float = 300.0
+    notify_url: str | None = None
+    """`--notify`: the run's JSON is POSTed there when the run ends (checked before it starts)."""
+
+
+def worst_case(options: Options, *, rollback_only: bool = False) -> timedelta:
+    """The longest a run may take, from the engine's own bounds: every playbook at its timeout
+    (plan, apply, restart, then the rollback and its restart), verification at its bound (the
+    change's and the rollback's), the suite's bound with `--verify`, and each reading of the
+    estate at OBSERVATION_BOUND. A change must be able to roll back inside its window too."""
+    playbook, verify = options.playbook_timeout, options.verify_timeout
+    rollback = 2 * playbook + verify + 2 * OBSERVATION_BOUND  # restore, restart, checksums, verify
+    if rollback_only:
+        return timedelta(seconds=rollback + OBSERVATION_BOUND)
+    change = 3 * playbook + verify + 3 * OBSERVATION_BOUND  # preflight, plan, backup, apply...
+    if options.verify_suite:
+        change += options.suite_timeout
+    return timedelta(seconds=change + rollback)
 
 
 class VerificationError(RemediateError):
@@ -136,59 +202,6 @@ class StepFailed(RemediateError):
     """A playbook of the change (apply, restart, rollback) did not succeed."""
 
     reference = "playbook-failed"
-
-
-class SiteLockedError(RemediateError):
-    reference = "site-locked"
-    exit_status = ExitStatus.LOCKED
-
-
-# Locks ------------------------------------------------------------------------------------------
-
-
-class SiteLock:
-    """A lock per site in the state directory: two runs on one controller cannot collide. The file
-    says which run holds it. (A lock on the target, for several controllers, is a later seam: any
-    object with `acquire(run_id)` and `release()` can join `_ApplyRun.locks`.)"""
-
-    def __init__(self, state: StateDir, site: str) -> None:
-        self.path = make_private_dir(state.path / LOCK_DIR) / f"site_{site}.lock"
-        self.site = site
-        self._descriptor: int | None = None
-
-    def acquire(self, run_id: str) -> None:
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(descriptor)
-            os.close(descriptor)
-            raise SiteLockedError(
-                f"run {holder.get('run_id', '?')} (pid {holder.get('pid', '?')} on "
-                f"{holder.get('host', '?')}) holds the lock of site {self.site}",
-                hint=f"wait for it to end; see 'remediate show {holder.get('run_id', '')}'",
-            ) from None
-        os.ftruncate(descriptor, 0)
-        holder_text = json.dumps(
-            {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname()}
-        )
-        os.pwrite(descriptor, holder_text.encode(), 0)
-        os.fsync(descriptor)
-        self._descriptor = descriptor
-
-    def release(self) -> None:
-        if self._descriptor is not None:
-            os.ftruncate(self._descriptor, 0)
-            os.close(self._descriptor)
-            self._descriptor = None
-
-
-def _lock_holder(descriptor: int) -> dict[str, Any]:
-    try:
-        data = json.loads(os.pread(descriptor, 4096, 0) or b"{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 # The plan ---------------------------------------------------------------------------------------
@@ -207,6 +220,8 @@ class Plan:
     """Why there is nothing to do, or why only a restart is planned."""
     restart_only: bool = False
     """The configuration already holds the fix but SIP Server has not read it: restart alone."""
+    timelines: dict[str, tuple[dict[str, str], ...]] = field(default_factory=dict)
+    """Per DN, the registration states the preflight read (for the journal; see `timeline_json`)."""
 
     @property
     def nothing_to_do(self) -> bool:
@@ -320,6 +335,15 @@ class RunReport:
     error: RemediateError | None = None
     rolls_back: str | None = None
     elapsed: float = 0.0
+    window: dict[str, Any] | None = None
+    """The change window's decision (`WindowDecision.to_json()`)."""
+    lock: dict[str, Any] | None = None
+    """The lock held: `holder`, `takeovers`, and `release_warning` when it could not be removed."""
+    verification: dict[str, Any] | None = None
+    """`--verify`: the suite's result (`VerificationResult.to_json()`, JUnit XML in the record)."""
+    recovered: dict[str, Any] | None = None
+    """Set when `remediate recover` finished the run: what it found and decided."""
+    notification: NotifyResult | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -346,6 +370,11 @@ class RunReport:
             "rolls_back": self.rolls_back,
             "error": _error_json(self.error),
             "elapsed_seconds": round(self.elapsed, 3),
+            "window": self.window,
+            "lock": self.lock,
+            "verification": self.verification,
+            "recovered": self.recovered,
+            "notification": None if self.notification is None else self.notification.to_json(),
         }
 
 
@@ -402,6 +431,49 @@ class DnState:
     dn: str
     ok: bool
     detail: str
+    timeline: tuple[dict[str, str], ...] = ()
+    """The DN's registration states as the log showed them (see `timeline_json`)."""
+
+
+def timeline_json(
+    entries: Sequence[TimelineEntry], dn: str, host_zone: tzinfo | None
+) -> tuple[dict[str, str], ...]:
+    """The latest registration entries of a DN as the journal keeps them for `remediate report`:
+    `{time (UTC), state, detail}`. Log times are the host's: `host_zone` places them."""
+    states = dn_states(dn, entries[-TIMELINE_KEEP:], host_zone or UTC)
+    return tuple(
+        {
+            "time": change.time.astimezone(UTC).isoformat(),
+            "state": change.state.value,
+            "detail": change.detail,
+        }
+        for change in states.changes
+    )
+
+
+def recorded_timelines(record: RunRecord) -> list[DnStates]:
+    """Per DN, every registration state the run recorded (preflight, verify, rollback-verify),
+    oldest first: what `remediate report` draws, with no host to reach."""
+    seen: dict[str, dict[tuple[str, str], StateChange]] = {}
+    for step in record.steps:
+        timelines = step.data.get("timelines")
+        if not isinstance(timelines, Mapping):
+            continue
+        for dn, entries in timelines.items():
+            for entry in entries if isinstance(entries, list) else []:
+                try:
+                    change = StateChange(
+                        datetime.fromisoformat(str(entry["time"])),
+                        RegistrationState(entry["state"]),
+                        str(entry.get("detail", "")),
+                    )
+                except (KeyError, TypeError, ValueError):
+                    continue
+                seen.setdefault(str(dn), {})[(entry["time"], entry["state"])] = change
+    order = _ordered([*record.metadata.dns, *seen])
+    return [
+        DnStates(dn, tuple(sorted(seen.get(dn, {}).values(), key=lambda c: c.time))) for dn in order
+    ]
 
 
 def registration_states(
@@ -411,11 +483,13 @@ def registration_states(
     `since`, happened at or after that moment of the host's clock)."""
     found = live.collect_genesys(site, transport, dns, since.isoformat() if since else None)
     history = found["history"]
+    zone = found["host_time"].tzinfo
     local_since = since.replace(tzinfo=None) if since is not None else None
     states: dict[str, DnState] = {}
     for dn in dns:
         timeline = history.timelines.get(dn)
         entries = list(timeline.entries) if timeline else []
+        recorded = timeline_json(entries, dn, zone)
         if local_since is not None:
             entries = [e for e in entries if e.time is not None and e.time >= local_since]
         last = entries[-1] if entries else None
@@ -425,16 +499,21 @@ def registration_states(
                 if local_since
                 else ""
             )
-            states[dn] = DnState(dn, False, f"{dn}: no registration{when}")
+            states[dn] = DnState(dn, False, f"{dn}: no registration{when}", recorded)
         elif isinstance(last, RegistrationTransaction) and last.verdict is Verdict.ACCEPTED:
             stamp = last.time.isoformat(sep=" ", timespec="milliseconds") if last.time else "?"
             states[dn] = DnState(
-                dn, True, f"{dn}: accepted at {stamp} from {last.source_address}:{last.source_port}"
+                dn,
+                True,
+                f"{dn}: accepted at {stamp} from {last.source_address}:{last.source_port}",
+                recorded,
             )
         else:
             stamp = last.time.isoformat(sep=" ", timespec="milliseconds") if last.time else "?"
             verdict = last.verdict.value if isinstance(last, RegistrationTransaction) else "expired"
-            states[dn] = DnState(dn, False, f"{dn}: latest registration {verdict} at {stamp}")
+            states[dn] = DnState(
+                dn, False, f"{dn}: latest registration {verdict} at {stamp}", recorded
+            )
     return states
 
 
@@ -662,6 +741,13 @@ def _preflight(ctx: _Context, fix_name: str, force: bool) -> Plan:
             f"DN {dn}: {state}, {item.root_cause.code.value} -> {item.recommendation.fix.value}"
         )
     ctx.progress(f"baseline (in service now): {', '.join(baseline) or 'none'}")
+    zone = evidence.host_time.tzinfo if evidence.host_time else None
+    history = evidence.history
+    timelines = {
+        dn: timeline_json(list(history.timelines[dn].entries), dn, zone)
+        for dn in candidates
+        if history is not None and dn in history.timelines
+    }
     chosen = choose_fix(diagnosis, targets, fix_name, force)
     target_diagnosis = Diagnosis(
         dns=[states[dn] for dn in targets],
@@ -679,6 +765,7 @@ def _preflight(ctx: _Context, fix_name: str, force: bool) -> Plan:
         diagnosis=target_diagnosis,
         baseline=baseline,
         changes=[],
+        timelines=timelines,
     )
     if chosen is None:
         plan.note = f"nothing to do: {', '.join(targets)} in service and nothing to fix"
@@ -755,14 +842,48 @@ def make_plan(site: Site, options: Options, hooks: Hooks, work_dir: Path) -> Pla
     return plan
 
 
+def target_lock(site: Site) -> TargetLock:
+    """The site's lock file on its Asterisk host (`remediate_lock_path`)."""
+    return TargetLock(site.asterisk.ssh, site.lock_path)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def site_windows(site: Site, options: Options) -> tuple[ChangeWindow, ...]:
+    """`--window` when given, else the inventory's recurring windows."""
+    return (options.window,) if options.window is not None else site.change_windows
+
+
+def _left_open(takeovers: Sequence[Any], own_run_id: str) -> str | None:
+    """A lock taken over from a run that a crash left open (its record on this machine says it
+    never ended): the site may be half-changed, so it must be recovered first."""
+    for takeover in takeovers:
+        previous = takeover.previous
+        if previous is None or previous.run_id == own_run_id or not previous.state_dir:
+            continue
+        try:
+            record = read_run_dir(StateDir(Path(previous.state_dir)).runs / previous.run_id)
+        except (JournalError, OSError):
+            continue
+        if record.status is RunStatus.RUNNING:
+            return (
+                f"run {previous.run_id} ({previous.who}, state directory {previous.state_dir}) "
+                f"left site {previous.site} open when its controller died"
+            )
+    return None
+
+
 class _Run:
-    """One journaled run of one site: an apply, or the rollback of an earlier run."""
+    """One journaled run of one site: an apply, the rollback of an earlier run, or the recovery
+    of a run a crash left open."""
 
     def __init__(self, ctx: _Context, journal: Journal, report: RunReport) -> None:
         self.ctx = ctx
         self.journal = journal
         self.report = report
-        self.locks: list[SiteLock] = []
+        self.lock: SiteLock | None = None
         self.restart_started = False
 
     @property
@@ -778,6 +899,8 @@ class _Run:
             hook(name, "started")
         results: dict[str, Any] = {}
         try:
+            if name in LONG_STEPS:
+                self.refresh_lock(name, results)
             yield results
         except BaseException as error:
             message = str(error) or type(error).__name__
@@ -791,7 +914,13 @@ class _Run:
             hook(name, "finished")
 
     def private_dir(self, name: str) -> Path:
-        return make_private_dir(self.journal.path / "ansible") / name
+        """A fresh directory for one playbook run (a recovered run may repeat a step)."""
+        parent = make_private_dir(self.journal.path / "ansible")
+        path, attempt = parent / name, 1
+        while path.exists():
+            attempt += 1
+            path = parent / f"{name}-{attempt}"
+        return path
 
     def extravars(self, dns: Sequence[str]) -> dict[str, Any]:
         return common_extravars(dns, self.journal.run_id, self.report.change_id)
@@ -803,20 +932,38 @@ class _Run:
         message: str,
         error: RemediateError | None = None,
     ) -> RunReport:
+        """Record how the run ended: release the locks, POST the run's JSON to `--notify` (its
+        outcome goes into the record, never into the exit status), then the journal's end."""
         report = self.report
         report.status, report.exit_status, report.message = status, exit_status, message
         report.error = error or report.error
+        self.release()
         report.elapsed = time.monotonic() - self.ctx.started
+        url = self.ctx.options.notify_url
+        if url:
+            report.notification = notify(url, report.to_json(), secrets=_secrets(self.site))
+            self.ctx.progress(report.notification.summary(), "notify")
         self.journal.finish(status, report.to_json())
         return report
 
     # guards
 
-    def guards(self) -> None:
-        """The change id, the confirmation, the site's lock (the change window and the lock on
-        the target join here)."""
+    def guards(self, *, window: bool) -> None:
+        """Before anything touches a host: the change id and `--yes` without a terminal, the
+        change window (`window`: an apply; restoring is never held to one), then no run of this
+        site left open by a crash, and the site's locks, local and on the Asterisk host."""
         options = self.ctx.options
-        with self.step(Step.GUARDS) as results:
+        # Recorded as the step starts: what `recover` needs to reach the site again (paths,
+        # never secrets) and whether the suite was part of the verification.
+        started = {
+            "change_id": options.change_id,
+            "verify_suite": options.verify_suite,
+            "inventory": str(self.site.inventory.absolute()),
+            "vault_password_file": (
+                str(options.vault_password_file.absolute()) if options.vault_password_file else None
+            ),
+        }
+        with self.step(Step.GUARDS, started) as results:
             if not options.interactive and not options.change_id:
                 raise UsageError(
                     "a change id is required when remediate does not run at a terminal",
@@ -829,11 +976,71 @@ class _Run:
                     reference="confirmation-required",
                     hint="review the change with 'remediate plan', then pass --yes",
                 )
-            assert self.ctx.state is not None
-            lock = SiteLock(self.ctx.state, self.site.name)
-            lock.acquire(self.journal.run_id)
-            self.locks.append(lock)
-            results.update(change_id=options.change_id, lock=str(lock.path))
+            longest = worst_case(options, rollback_only=not window)
+            if window:
+                decision = check_window(site_windows(self.site, options), utc_now(), longest)
+                self.report.window = results["window"] = decision.to_json()
+                self.ctx.progress(decision.message)
+                decision.require()
+            self.check_nothing_left_open()
+            self.acquire_lock(longest + LOCK_MARGIN)
+            results["lock"] = self.report.lock
+
+    def check_nothing_left_open(self) -> None:
+        assert self.ctx.state is not None
+        left = [
+            record
+            for record in open_runs(self.ctx.state)
+            if record.metadata.site == self.site.name and record.run_id != self.journal.run_id
+        ]
+        if left:
+            ids = ", ".join(record.run_id for record in left)
+            raise LockedError(
+                f"site {self.site.name} is held by run {ids}, left open when its controller "
+                "died: the site may be half-changed",
+                hint=f"finish it first: remediate recover --state-dir {self.ctx.state.path}",
+            )
+
+    def acquire_lock(self, ttl: timedelta) -> None:
+        assert self.ctx.state is not None
+        lock = SiteLock(
+            self.ctx.state,
+            self.site.name,
+            run_id=self.journal.run_id,
+            change_id=self.report.change_id,
+            ttl=ttl,
+            target=target_lock(self.site),
+        )
+        holder = lock.acquire()
+        left = _left_open(lock.takeovers, self.journal.run_id)
+        if left is not None:
+            lock.release()
+            raise LockedError(
+                f"{left}: the site may be half-changed",
+                hint="finish it first, on that machine: remediate recover --state-dir "
+                "<its state directory>",
+            )
+        self.lock = lock
+        self.report.lock = {
+            "holder": holder.to_json(),
+            "takeovers": [takeover.to_json() for takeover in lock.takeovers],
+        }
+        for takeover in lock.takeovers:
+            self.ctx.progress(f"took over the stale {takeover.where}: {takeover.reason}")
+
+    def refresh_lock(self, step: str, results: dict[str, Any]) -> None:
+        """Push the lock's expiry on. A lock someone broke stops a change (the failure rolls it
+        back); a rollback goes on regardless: leaving the estate half-changed is worse."""
+        if self.lock is None:
+            return
+        try:
+            results["lock_expires"] = self.lock.refresh().to_json()["expires"]
+        except RemediateError as error:
+            if step in (Step.ROLLBACK, Step.ROLLBACK_RESTART, Step.ROLLBACK_VERIFY):
+                results["lock_warning"] = f"{error.reference}: {error.message}"
+                self.ctx.progress(f"warning: the lock could not be refreshed: {error.message}")
+                return
+            raise
 
     def confirmed(self, question: str) -> bool:
         options = self.ctx.options
@@ -843,9 +1050,14 @@ class _Run:
         return confirm is not None and confirm(question)
 
     def release(self) -> None:
-        for lock in reversed(self.locks):
-            lock.release()
-        self.locks.clear()
+        lock, self.lock = self.lock, None
+        if lock is None:
+            return
+        warning = lock.release()
+        if warning:
+            self.ctx.progress(f"warning: {warning}")
+            if self.report.lock is not None:
+                self.report.lock["release_warning"] = warning
 
     # backup
 
@@ -898,10 +1110,15 @@ class _Run:
         return before
 
     def wait_for(
-        self, dns: Sequence[str], since: datetime | None, route_dns: Sequence[str]
+        self,
+        dns: Sequence[str],
+        since: datetime | None,
+        route_dns: Sequence[str],
+        results: dict[str, Any],
     ) -> list[str]:
         """Poll within the bound until each DN's latest registration is accepted (at or after
-        `since`) and Asterisk routes each of `route_dns`; the proof, or VerificationError."""
+        `since`) and Asterisk routes each of `route_dns`; the proof, or VerificationError. The
+        step's `results` get each DN's registration timeline as last read."""
         options = self.ctx.options
         started = time.monotonic()
         deadline = started + options.verify_timeout
@@ -912,6 +1129,7 @@ class _Run:
                 try:
                     winrm = winrm or WinRMTransport(self.site.genesys.winrm)
                     states = registration_states(self.site, winrm, dns, since)
+                    results["timelines"] = {dn: states[dn].timeline for dn in dns}
                     self.report.in_service = [dn for dn in dns if states[dn].ok]
                     self.report.not_in_service = [dn for dn in dns if not states[dn].ok]
                     if route_dns:
@@ -942,6 +1160,41 @@ class _Run:
             for transport in (winrm, ssh):
                 if transport is not None:
                     transport.close()
+
+    def verify_suite(self, dns: Sequence[str], fix: FixSpec) -> None:
+        """`--verify`: the pytest-testinfra suite against the run while it is still open (its log
+        events count from this run's restart); its JUnit XML goes into the run's record. A
+        failure, or a host it cannot reach, fails the change (and rolls it back)."""
+        assert self.ctx.state is not None
+        options = self.ctx.options
+        with self.step(Step.VERIFY_SUITE, {"dns": list(dns)}) as results:
+            result = run_verification(
+                self.site.inventory,
+                self.site.name,
+                dns,
+                run_id=self.journal.run_id,
+                state_dir=self.ctx.state.path,
+                fix=fix.name,
+                vault_password_file=options.vault_password_file,
+                timeout=options.suite_timeout,
+            )
+            self.report.verification = result.to_json()
+            results.update(
+                junit=str(result.junit_path),
+                passed=result.passed,
+                checks=[check.to_json() for check in result.checks],
+            )
+            for check in result.checks:
+                self.ctx.progress(f"{check.outcome.value:<11} {check.name} {check.target}")
+            if not result.passed:
+                failing = result.failed + result.unreachable
+                raise VerificationError(
+                    "the verification suite failed: "
+                    + "; ".join(f"{c.name} ({c.target}): {c.message}" for c in failing)
+                    if failing
+                    else "the verification suite ran no check that applies",
+                    hint=f"its JUnit XML: {result.junit_path}",
+                )
 
     # rollback
 
@@ -998,7 +1251,7 @@ class _Run:
                         reference="rollback-not-identical",
                     )
                 self.ctx.progress(f"{len(backups)} target(s) byte-identical to their backups")
-                results["proof"] = self.wait_for(baseline, since, ()) if baseline else []
+                results["proof"] = self.wait_for(baseline, since, (), results) if baseline else []
         except BaseException:
             self.report.restore = self.restore_instructions(backups)
             raise
@@ -1054,7 +1307,7 @@ class _Run:
     def apply(self) -> RunReport:
         options, report = self.ctx.options, self.report
         try:
-            self.guards()
+            self.guards(window=True)
             with self.step(Step.PREFLIGHT) as results:
                 plan = _preflight(self.ctx, options.fix, options.force)
                 report.baseline, report.fix = plan.baseline, plan.fix
@@ -1070,6 +1323,7 @@ class _Run:
                         }
                         for item in (plan.diagnosis.dns if plan.diagnosis else [])
                     ],
+                    timelines=plan.timelines,
                 )
             if plan.fix is not None:
                 with self.step(Step.PLAN) as results:
@@ -1131,8 +1385,10 @@ class _Run:
             since = self.restart(Step.RESTART, everyone) if fix.needs_restart else None
             with self.step(Step.VERIFY, {"dns": everyone}) as results:
                 results["proof"] = self.wait_for(
-                    everyone, since, plan.dns if fix.proves_route else ()
+                    everyone, since, plan.dns if fix.proves_route else (), results
                 )
+            if self.ctx.options.verify_suite:
+                self.verify_suite(plan.dns, fix)
             with self.step(Step.COMMIT) as results:
                 results["after"] = {
                     entry["target"]: entry.get("sha256") for entry in self.checksums(backups)
@@ -1187,7 +1443,7 @@ class _Run:
         steps = {step.name: step for step in original.steps}
         self.report.rolls_back = original.run_id
         try:
-            self.guards()
+            self.guards(window=False)
             with self.step(Step.PREFLIGHT, {"rolls_back": original.run_id}) as results:
                 backups = [
                     BackupEntry.from_json(data, original.path)
@@ -1247,6 +1503,154 @@ class _Run:
             f"run {original.run_id} rolled back: every object and file byte-identical to its "
             f"backup, {', '.join(self.report.baseline) or 'no DN'} in service",
         )
+
+    # recovery
+
+    def recover(self, record: RunRecord) -> RunReport:
+        """Finish a run a crash left open, from its journal alone: stop what its controller left
+        running, then confirm a change whose verification had finished, roll back one that may
+        have changed anything, or just close a run that changed nothing."""
+        report = self.report
+        steps = {step.name: step for step in record.steps}
+        started = [step.name for step in record.steps]
+        decision = recovery_decision(record)
+        source = record
+        if record.metadata.action == "rollback" and Step.PREFLIGHT in steps:
+            report.rolls_back = str(steps[Step.PREFLIGHT].data.get("rolls_back") or "") or None
+            if report.rolls_back and decision == "roll-back":
+                assert self.ctx.state is not None
+                source = read_run_dir(self.ctx.state.run_path(report.rolls_back))
+        source_steps = {step.name: step for step in source.steps}
+        preflight = source_steps[Step.PREFLIGHT].data if Step.PREFLIGHT in source_steps else {}
+        report.baseline = [str(dn) for dn in preflight.get("baseline", [])]
+        fix_data = preflight.get("fix") or {}
+        if fix_data.get("name") in FIX_NAMES:
+            report.fix = build_fix(str(fix_data["name"]), self.site)
+        if Step.PLAN in steps:
+            report.plan = [Change.from_json(c) for c in steps[Step.PLAN].data.get("changes", [])]
+        if Step.APPLY in steps and steps[Step.APPLY].outcome is StepOutcome.FINISHED:
+            report.applied = [
+                Change.from_json(c) for c in steps[Step.APPLY].data.get("changes", [])
+            ]
+        report.restarted = Step.RESTART in steps
+        last = started[-1] if started else "none"
+        owner = record.owner
+        report.recovered = {
+            "decision": decision,
+            "last_step": last,
+            "interrupted_steps": record.unfinished_steps,
+            "dead_owner": f"{owner.operator}@{owner.host} pid {owner.pid}",
+        }
+        died = f"its controller (pid {owner.pid} on {owner.host}) died during step {last}"
+        try:
+            with self.step(Step.RECOVER, dict(report.recovered)) as results:
+                killed = scrubbed = 0
+                ansible_dir = record.path / "ansible"
+                for private in sorted(ansible_dir.iterdir()) if ansible_dir.is_dir() else []:
+                    killed += kill_run_processes(private.absolute())
+                    scrubbed += scrub_private_dir(private, _secrets(self.site))
+                results.update(killed_processes=killed, scrubbed_files=scrubbed)
+                report.recovered.update(killed_processes=killed, scrubbed_files=scrubbed)
+                self.ctx.progress(
+                    f"run {record.run_id}: {died}; {killed} leftover process(es) stopped; "
+                    f"decision: {decision}"
+                )
+                if decision != "nothing-changed" and not self.confirmed(
+                    f"Recover run {record.run_id} ({decision})?"
+                ):
+                    raise UsageError(
+                        "the recovery was not confirmed; the run stays open",
+                        reference="not-confirmed",
+                    )
+                longest = worst_case(self.ctx.options, rollback_only=True)
+                try:
+                    self.acquire_lock(longest + LOCK_MARGIN)
+                except RemediateError as error:
+                    if decision != "nothing-changed":
+                        raise
+                    # Nothing to undo: the lock is not needed, and one left behind expires.
+                    results["lock"] = f"not taken ({error.reference}: {error.message})"
+                backups = [
+                    BackupEntry.from_json(data, source.path)
+                    for data in (
+                        source_steps[Step.BACKUP].data.get("backups", [])
+                        if Step.BACKUP in source_steps
+                        else []
+                    )
+                ]
+                report.backups = backups
+        except LockedError:
+            raise
+        except RemediateError as error:
+            report.status, report.exit_status, report.error = (
+                RunStatus.RUNNING,
+                error.exit_status,
+                error,
+            )
+            report.message = f"{error.message}; run {record.run_id} is still open"
+            return report
+        if decision == "nothing-changed":
+            return self.finish(
+                RunStatus.FAILED_BEFORE_CHANGE,
+                ExitStatus.SUCCESS,
+                f"recovered: {died}, before anything was changed; nothing to undo, the "
+                "site's locks are released",
+            )
+        if decision == "confirm":
+            with self.step(Step.COMMIT) as results:
+                results["after"] = {
+                    entry["target"]: entry.get("sha256") for entry in self.checksums(backups)
+                }
+            verified = steps[Step.VERIFY].data.get("dns", []) if Step.VERIFY in steps else []
+            report.in_service = [str(dn) for dn in verified]
+            return self.finish(
+                RunStatus.COMMITTED,
+                ExitStatus.SUCCESS,
+                f"recovered: {died}, after the change was applied and verified: confirmed "
+                "(committed)",
+            )
+        source_started = {step.name for step in source.steps}
+        restart = bool(fix_data.get("needs_restart")) or Step.RESTART in source_started
+        everyone = _ordered([*source.metadata.dns, *report.baseline])
+        try:
+            if not backups:
+                raise JournalError(
+                    f"run {source.run_id} recorded no backup to restore from",
+                    reference="backup-missing",
+                )
+            self.rollback(backups, restart=restart, baseline=report.baseline, reregister=everyone)
+        except Exception as failure:
+            problem = failure if isinstance(failure, RemediateError) else _unexpected(failure)
+            return self.finish(
+                RunStatus.ROLLBACK_FAILED,
+                ExitStatus.ROLLBACK_FAILED,
+                f"recovering: {died}; THE ROLLBACK FAILED ({problem.message}): a person must "
+                "restore what the report lists",
+                problem,
+            )
+        return self.finish(
+            RunStatus.ROLLED_BACK,
+            ExitStatus.SUCCESS,
+            f"recovered: {died}; rolled back: every object and file is byte-identical to its "
+            f"backup and {', '.join(report.baseline) or 'no DN'} in service as before",
+        )
+
+
+def recovery_decision(record: RunRecord) -> str:
+    """What `recover` does with an open run: `nothing-changed` (no step that may change the
+    estate had started), `confirm` (an apply whose verification, the suite included when it was
+    asked for, had finished, and no rollback had started), else `roll-back`."""
+    started = {step.name for step in record.steps}
+    if not started & CHANGING_STEPS:
+        return "nothing-changed"
+    if record.metadata.action != "apply":
+        return "roll-back"
+    finished = {step.name for step in record.steps if step.outcome is StepOutcome.FINISHED}
+    guards = next((step for step in record.steps if step.name == Step.GUARDS), None)
+    suite = bool(guards is not None and guards.data.get("verify_suite"))
+    rolling_back = started & {Step.ROLLBACK, Step.ROLLBACK_RESTART, Step.ROLLBACK_VERIFY}
+    verified = Step.VERIFY in finished and (not suite or Step.VERIFY_SUITE in finished)
+    return "confirm" if verified and not rolling_back else "roll-back"
 
 
 # Entry points -----------------------------------------------------------------------------------
@@ -1330,6 +1734,45 @@ def rollback_run(
         run.journal.close()
 
 
+def recover_run(
+    site: Site, state: StateDir, record: RunRecord, options: Options, hooks: Hooks
+) -> RunReport:
+    """`remediate recover`, for one run left open (`journal.open_runs`): take its journal over
+    and finish it (see `_Run.recover`). A run another live process owns, or whose site lock a
+    live run holds, raises LockedError (exit 5) and stays open."""
+    try:
+        journal = Journal.resume(state, record.run_id, secrets=_secrets(site))
+    except JournalError as error:
+        if error.reference == "run-owned":
+            raise LockedError(f"run {record.run_id}: {error.message}", hint=error.hint) from None
+        raise
+    try:
+        record = journal.record()
+        for name in record.unfinished_steps:
+            journal.step_failed(name, "interrupted: the controller died during this step")
+        options = replace(
+            options,
+            dns=record.metadata.dns,
+            fix=record.metadata.fix,
+            change_id=record.metadata.change_id,
+        )
+        report = RunReport(
+            run_id=record.run_id,
+            action=record.metadata.action,
+            site=site.name,
+            dns=list(record.metadata.dns),
+            change_id=record.metadata.change_id,
+            requested_fix=record.metadata.fix,
+        )
+        run = _Run(_Context(site, options, hooks, state), journal, report)
+        try:
+            return run.recover(record)
+        finally:
+            run.release()
+    finally:
+        journal.close()
+
+
 __all__ = [
     "SCHEMA_VERSION",
     "BackupEntry",
@@ -1337,10 +1780,13 @@ __all__ = [
     "Options",
     "Plan",
     "RunReport",
-    "SiteLock",
     "Step",
     "apply_fix",
     "choose_fix",
     "make_plan",
+    "recorded_timelines",
+    "recover_run",
+    "recovery_decision",
     "rollback_run",
+    "worst_case",
 ]

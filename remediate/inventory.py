@@ -22,8 +22,10 @@ from typing import Any, TypeVar
 from remediate.errors import InputError
 from remediate.genesys.gax import GaxSettings
 from remediate.genesys.service import MlcmdSettings
+from remediate.lock import LOCK_PATH_VARIABLE, target_lock_path
 from remediate.transport.ssh import SSHSettings, ssh_options
 from remediate.transport.winrm import AUTH_METHODS, WinRMSettings, check_settings
+from remediate.window import WINDOWS_VARIABLE, RecurringWindow, parse_recurring_windows
 
 INVENTORY_ENV = "REMEDIATE_INVENTORY"
 VAULT_PASSWORD_FILE_ENV = "ANSIBLE_VAULT_PASSWORD_FILE"  # noqa: S105 (a variable name)
@@ -31,6 +33,8 @@ SITE_GROUP_PREFIX = "site_"
 DEFAULT_INVENTORY = Path("inventories/lab")
 
 T = TypeVar("T")
+
+_UNREADABLE_HINT = "see what Ansible reads with: ansible-inventory -i INVENTORY --list"
 
 
 # The model ---------------------------------------------------------------------------------------
@@ -97,6 +101,10 @@ class Site:
     fixes: FixOptions
     lab: bool
     inventory: Path
+    change_windows: tuple[RecurringWindow, ...] = ()
+    """`remediate_change_windows`: when changes may run (none: any time)."""
+    lock_path: str = ""
+    """`remediate_lock_path`: the site's lock file on the Asterisk host."""
 
     def registration_for(self, dn: str) -> str | None:
         """The Asterisk outbound registration that registers `dn` with Genesys, if any."""
@@ -140,7 +148,9 @@ class _Host:
         return InputError(
             f"{key} {why} {self.where(key)}",
             reference="inventory-variable-invalid",
-            hint=hint,
+            hint=hint
+            or f"correct {key} where it is set ({self._origin(key)}); "
+            "inventories/example shows the expected form of every variable",
         )
 
     def raw(self, key: str, default: T) -> Any | T:
@@ -345,12 +355,23 @@ def _asterisk(host: _Host) -> AsteriskHost:
         )
     if _POSIX_PATH.fullmatch(known_hosts) is None:
         raise host._invalid("ansible_ssh_common_args", "names an unusable UserKnownHostsFile")
-    if options.get("stricthostkeychecking", "yes").lower() in ("no", "off", "accept-new"):
-        raise host._invalid(
-            "ansible_ssh_common_args",
-            "relaxes StrictHostKeyChecking; remediate checks host keys always",
-            hint="remove StrictHostKeyChecking=no (or set it to yes)",
-        )
+    # Ansible's ssh connection reads these too: none of them may relax the host key check.
+    for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_ssh_args"):
+        arguments = host.raw(key, "")
+        strict = ssh_options(str(arguments)).get("stricthostkeychecking", "yes")
+        if strict.lower() in ("no", "off", "accept-new"):
+            raise host._invalid(
+                key,
+                "relaxes StrictHostKeyChecking; remediate checks host keys always",
+                hint="remove StrictHostKeyChecking=no (or set it to yes)",
+            )
+    for key in ("ansible_host_key_checking", "ansible_ssh_host_key_checking"):
+        if not host.flag(key, True):
+            raise host._invalid(
+                key,
+                "turns Ansible's host key check off; remediate checks host keys always",
+                hint=f"remove {key}",
+            )
     ssh = SSHSettings(
         inventory_host=host.name,
         address=host.text("ansible_host", _HOST),
@@ -507,7 +528,15 @@ def load_site(
         raise InputError(
             f"the inventory {inventory} cannot be read: {error.message}",
             reference="inventory-unreadable",
+            hint=_UNREADABLE_HINT,
         ) from None
+    if not manager.hosts:  # Ansible only warns when it cannot parse a source
+        raise InputError(
+            f"the inventory {inventory} holds no host: Ansible could not parse it (its warnings "
+            "above say where) or it is empty",
+            reference="inventory-unreadable",
+            hint=_UNREADABLE_HINT,
+        )
 
     site_names = sorted(
         name[len(SITE_GROUP_PREFIX) :]
@@ -545,11 +574,22 @@ def load_site(
                 f"site {site} must have exactly one host in group {role!r} (found: {found}) in "
                 f"{inventory}",
                 reference="inventory-site-incomplete",
+                hint=f"put one host of group {role} under the group site_{site}",
             )
         return members[0]
 
     def rendered(ansible_host: Any) -> _Host:
-        raw_vars = variables.get_vars(host=ansible_host, include_hostvars=False)
+        try:
+            raw_vars = variables.get_vars(host=ansible_host, include_hostvars=False)
+        except AnsibleError as error:  # a broken group_vars or host_vars file
+            cause = error.__cause__ or error.__context__
+            where = getattr(error, "obj", None) or getattr(cause, "obj", None) or inventory
+            raise InputError(
+                f"the variables of host {ansible_host.name} cannot be read ({where}): "
+                f"{str(error.message).splitlines()[0]}",
+                reference="inventory-unreadable",
+                hint=_UNREADABLE_HINT,
+            ) from None
         templar = Templar(loader=loader, variables=raw_vars)
         values: dict[str, Any] = {}
         origins: dict[str, str] = {}
@@ -569,12 +609,17 @@ def load_site(
                         f"{key} for host {ansible_host.name} is vault-encrypted and cannot be "
                         f"decrypted ({where})",
                         reference="inventory-vault-locked",
-                        hint=f"pass --vault-password-file or set {VAULT_PASSWORD_FILE_ENV}",
+                        hint=f"pass --vault-password-file or set {VAULT_PASSWORD_FILE_ENV}"
+                        if vault_password_file is None
+                        else f"the password in {vault_password_file} does not open this vault: "
+                        "check that it is the inventory's",
                     ) from None
                 raise InputError(
                     f"{key} for host {ansible_host.name} cannot be rendered ({where}): "
                     f"{text.splitlines()[0] if text else type(error).__name__}",
                     reference="inventory-variable-invalid",
+                    hint=f"correct the Jinja expression of {key} (ansible-inventory -i "
+                    "INVENTORY --list shows what Ansible reads)",
                 ) from None
 
         def origin(key: str) -> str:
@@ -597,4 +642,10 @@ def load_site(
         fixes=_fix_options(genesys, asterisk),
         lab=lab,
         inventory=inventory,
+        change_windows=parse_recurring_windows(
+            genesys.raw(WINDOWS_VARIABLE, None), where=genesys.where(WINDOWS_VARIABLE)
+        ),
+        lock_path=target_lock_path(
+            site, asterisk.optional_text(LOCK_PATH_VARIABLE, _POSIX_PATH), lab=lab
+        ),
     )

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3
 
 from remediate.errors import InputError
 from remediate.transport import TransportError
@@ -26,6 +28,8 @@ CfgObject = dict[str, Any]
 API_ROOT = "/gax/api"
 LOGIN_PATH = "/session/login"
 OBJECTS_PATH = "/cfg/objects"
+# The whole configuration of a large contact centre's switch is a few MB of JSON.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ class GaxError(TransportError):
 
 
 def _annex(obj: CfgObject) -> list[dict[str, Any]]:
-    properties = (obj.get("userproperties") or {}).get("property") or []
+    annex = obj.get("userproperties")
+    properties = (annex.get("property") if isinstance(annex, dict) else None) or []
     if not isinstance(properties, list):
         return []
     return [entry for entry in properties if isinstance(entry, dict)]
@@ -111,9 +116,14 @@ class GaxClient:
                 reference="gax-insecure",
                 hint="set genesys_gax_ca_trust_path to the CA that signed GAX's certificate",
             )
-        if settings.url.startswith("http://") and not settings.lab:
+        allowed_by = "remediate_lab" if settings.lab else "remediate_allow_insecure_gax"
+        if settings.url.startswith("http://"):
+            log.warning("GAX at %s is plain HTTP: allowed by %s", settings.url, allowed_by)
+        elif not settings.validate_certificate:
             log.warning(
-                "GAX at %s is plain HTTP: allowed by remediate_allow_insecure_gax", settings.url
+                "GAX at %s: the server certificate is not validated: allowed by %s",
+                settings.url,
+                allowed_by,
             )
         self.settings = settings
         base = settings.url.rstrip("/")
@@ -143,13 +153,17 @@ class GaxClient:
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         s = self.settings
         try:
-            return self._session.request(
+            response = self._session.request(
                 method,
                 self._base + path,
                 timeout=(s.connect_timeout, s.read_timeout),
                 allow_redirects=False,
+                stream=True,
                 **kwargs,
             )
+            with response:
+                response._content = self._body(response, f"{method} {path.split('?')[0]}")
+            return response
         except requests.exceptions.SSLError:
             raise self._error(
                 "gax-tls-failed",
@@ -174,6 +188,45 @@ class GaxClient:
                 "gax-unreachable",
                 "the connection was refused or dropped",
                 hint=f"check genesys_gax_url for {s.inventory_host} and that GAX runs",
+            ) from None
+
+    def _body(self, response: requests.Response, what: str) -> bytes:
+        """The answer's body, read within the read timeout as a whole and at most
+        MAX_ANSWER_BYTES long: a proxy or a broken server must not stall or flood the run."""
+        deadline = time.monotonic() + self.settings.read_timeout
+        body = bytearray()
+        while chunk := self._chunk(response, what):
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise self._error(
+                    "gax-bad-answer",
+                    f"{what}: the answer exceeds {MAX_ANSWER_BYTES // (1024 * 1024)} MB",
+                    hint="check that genesys_gax_url names GAX itself, not a proxy or a download",
+                )
+            if time.monotonic() > deadline:
+                raise self._error(
+                    "gax-timeout",
+                    f"{what}: the answer did not arrive in full within "
+                    f"{self.settings.read_timeout:g} s",
+                    hint="check the GAX service; genesys_gax_timeout sets this bound",
+                )
+        return bytes(body)
+
+    def _chunk(self, response: requests.Response, what: str) -> bytes:
+        """What the server has sent of the body so far (read1: a trickle returns at once)."""
+        try:
+            return bytes(response.raw.read1(64 * 1024, decode_content=True))
+        except urllib3.exceptions.ReadTimeoutError:
+            raise self._error(
+                "gax-timeout",
+                f"{what}: the answer stopped for {self.settings.read_timeout:g} s",
+                hint="check the GAX service; genesys_gax_timeout sets this bound",
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise self._error(
+                "gax-unreachable",
+                f"{what}: the connection was dropped in the middle of the answer",
+                hint="check GAX and the network between this machine and it",
             ) from None
 
     def _checked(self, response: requests.Response, what: str) -> requests.Response:

@@ -619,6 +619,7 @@ def lab_inventory(layout: LabLayout, user: str | None = None) -> dict[str, Any]:
         "asterisk_command": "asterisk",
         "asterisk_dn_registrations": dict(DN_REGISTRATIONS),
         "asterisk_capture_record": str(capture_record_path(layout)),
+        "remediate_lock_path": os.path.realpath(layout.root / "remediate-lab.lock"),
     }
     return {
         "all": {

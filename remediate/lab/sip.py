@@ -49,7 +49,8 @@ LIST_HEADERS = frozenset(
 
 _TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 _STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6]\d\d) ?(.*)$")
-_DECIMAL = re.compile(r"^[0-9]{1,9}$")
+_DECIMAL = re.compile(r"^[0-9]{1,10}$")  # a CSeq number may be up to 2**31 - 1 (RFC 3261 8.1.1.5)
+_MAX_CSEQ = 2**31 - 1
 _MAX_CONTENT_LENGTH = 65535
 
 
@@ -217,7 +218,12 @@ def parse_message(data: bytes) -> SipMessage:
         if message.header(required) is None:
             raise SipParseError(f"missing {required} header")
     cseq = (message.header("CSeq") or "").split()
-    if len(cseq) != 2 or not _is_decimal(cseq[0]) or not _TOKEN.match(cseq[1]):
+    if (
+        len(cseq) != 2
+        or not _is_decimal(cseq[0])
+        or int(cseq[0]) > _MAX_CSEQ
+        or not _TOKEN.match(cseq[1])
+    ):
         raise SipParseError(f"bad CSeq {message.header('CSeq')!r}")
     if message.is_request and cseq[1] != message.method:
         raise SipParseError(f"CSeq method {cseq[1]} does not match {message.method}")

@@ -41,8 +41,16 @@ class SSHSettings:
 
 
 def ssh_options(common_args: str) -> dict[str, str]:
-    """The `-o Name=value` options of an `ansible_ssh_common_args` string, names lower-cased."""
-    words = shlex.split(common_args)
+    """The `-o Name=value` options of an `ansible_ssh_common_args` string, names lower-cased;
+    the first value of an option given twice, as OpenSSH takes it."""
+    try:
+        words = shlex.split(common_args)
+    except ValueError as error:
+        raise InputError(
+            f"the ssh arguments {common_args[:80]!r} cannot be split into words ({error})",
+            reference="inventory-variable-invalid",
+            hint="balance the quotes in ansible_ssh_common_args",
+        ) from None
     options: dict[str, str] = {}
     for index, word in enumerate(words):
         if word == "-o" and index + 1 < len(words):
@@ -52,7 +60,7 @@ def ssh_options(common_args: str) -> dict[str, str]:
         else:
             continue
         name, _, value = option.replace("=", " ", 1).partition(" ")
-        options[name.strip().lower()] = value.strip()
+        options.setdefault(name.strip().lower(), value.strip())
     return options
 
 

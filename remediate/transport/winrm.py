@@ -92,14 +92,14 @@ def check_settings(settings: WinRMSettings) -> None:
         insecure.append("the server certificate is not validated")
     if not insecure:
         return
-    if settings.lab:
-        return
-    if settings.allow_insecure:
+    if settings.lab or settings.allow_insecure:
+        allowed_by = "remediate_lab" if settings.lab else "remediate_allow_insecure_winrm"
         for reason in insecure:
             log.warning(
-                "WinRM to %s is insecure (%s): allowed by remediate_allow_insecure_winrm",
+                "WinRM to %s is insecure (%s): allowed by %s",
                 settings.inventory_host,
                 reason,
+                allowed_by,
             )
         return
     raise InputError(

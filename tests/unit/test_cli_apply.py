@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine_support import PaperEstate, diagnosis, dn_diagnosis, install, write_inventory
+from test_engine_support import (
+    PaperEstate,
+    diagnosis,
+    dn_diagnosis,
+    hold_site_lock,
+    install,
+    write_inventory,
+)
 
 from remediate import engine
 from remediate.cli import main
@@ -141,10 +148,7 @@ def test_at_a_terminal_the_plan_is_shown_and_a_question_asked(
 
 
 def test_another_run_holds_the_lock(run: Run, estate: PaperEstate) -> None:
-    from remediate.state import StateDir
-
-    lock = engine.SiteLock(StateDir.open(run.state), "paper")
-    lock.acquire("20261128T101010Z-beef")
+    lock = hold_site_lock(run.state, "20261128T101010Z-beef")
     try:
         code, _, err = run(*UNATTENDED)
     finally:
@@ -165,8 +169,9 @@ def test_a_contradicted_fix_exits_7_and_force_goes_on(run: Run, estate: PaperEst
 
 
 def test_unreachable_hosts_exit_7(run: Run) -> None:
+    # apply reaches the Asterisk host first, for the site's lock (a guard), then WinRM and GAX
     code, _, err = run(*UNATTENDED)
-    assert code == ExitStatus.PRECONDITION_FAILED and "gax-unreachable" in err
+    assert code == ExitStatus.PRECONDITION_FAILED and "ssh-unreachable" in err
     code, _, err = run("plan", "--dn", "5001")
     assert code == ExitStatus.PRECONDITION_FAILED and "gax-unreachable" in err
 

@@ -12,6 +12,7 @@ from test_engine_support import (
     PaperEstate,
     diagnosis,
     dn_diagnosis,
+    hold_site_lock,
     install,
     journal_lines,
     load,
@@ -223,8 +224,7 @@ def test_guards(tmp_path: Path, state: StateDir, estate: PaperEstate) -> None:
 
 
 def test_the_site_lock(tmp_path: Path, state: StateDir, estate: PaperEstate) -> None:
-    holder = engine.SiteLock(state, "paper")
-    holder.acquire("20261128T000000Z-abcd")
+    holder = hold_site_lock(state.path, "20261128T000000Z-abcd")
     try:
         report = _apply(tmp_path, state)
     finally:

@@ -21,6 +21,8 @@ from remediate.ansible import PlaybookResult, PlaybookStatus, TaskChange
 from remediate.diagnose import Diagnosis, DnDiagnosis, Finding, Fix, Recommendation, RootCause
 from remediate.fixes import FileTarget, ObjectTarget
 from remediate.inventory import Site, load_site
+from remediate.lock import SiteLock
+from remediate.state import StateDir
 
 # Nothing listens there: a test that reaches a host by mistake fails at once.
 UNREACHABLE = "127.0.9.81"
@@ -218,6 +220,9 @@ def install(monkeypatch: pytest.MonkeyPatch, estate: PaperEstate) -> None:
             artifact_dir=private_dir / "artifacts",
         )
 
+    # The paper site's lock lives in its state directory only: the lock on the Asterisk host is
+    # tested against the lab (tests/integration/test_lock_lab.py, test_guards.py).
+    monkeypatch.setattr(engine, "target_lock", lambda site: None)
     monkeypatch.setattr(engine, "_preflight", preflight)
     monkeypatch.setattr(engine._Context, "playbook", playbook)
     monkeypatch.setattr(engine, "read_target", estate.read)
@@ -250,6 +255,20 @@ def options(**overrides: Any) -> engine.Options:
 
 
 StepSpy = Callable[[str, str], None]
+
+
+def hold_site_lock(state_dir: Path, run_id: str) -> SiteLock:
+    """The paper site's lock, taken as another run would take it (local only, like the runs)."""
+    lock = SiteLock(
+        StateDir.open(state_dir),
+        "paper",
+        run_id=run_id,
+        change_id="CHG-OTHER",
+        ttl=timedelta(minutes=5),
+        target=None,
+    )
+    lock.acquire()
+    return lock
 
 
 def load(tmp_path: Path, **genesys_vars: Any) -> Site:

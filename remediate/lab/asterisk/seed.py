@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncssh
@@ -25,7 +26,9 @@ REGISTRATION_DNS = ("5001", "5002")
 GENESYS_ENDPOINT = "genesys_sip_server"
 
 
-def pjsip_conf(layout: LabLayout) -> str:
+def pjsip_conf(layout: LabLayout, dns: Sequence[str] = REGISTRATION_DNS) -> str:
+    """The lab's pjsip.conf, with one outbound registration per DN of `dns` (a fleet's sites
+    seed more than the default two)."""
     a = layout.addresses
     registrations = "".join(
         f"""
@@ -34,7 +37,7 @@ server_uri=sip:{a.genesys_host}:{a.sip_port}
 client_uri=sip:{dn}@{a.genesys_host}
 contact_user={dn}
 """
-        for dn in REGISTRATION_DNS
+        for dn in dns
     )
     return f""";=====================================
 ; Asterisk as SIP Gateway for Genesys SIP Endpoints

@@ -17,6 +17,7 @@ import copy
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,14 @@ def _properties(entries: list[tuple[str, str, str]]) -> dict[str, list[dict[str,
     }
 
 
-def seed_document(layout: LabLayout, scenario: str, trust: TrustOptions) -> Document:
-    """The configuration a scenario starts from (names and meanings in layout.SCENARIOS)."""
+def seed_document(
+    layout: LabLayout,
+    scenario: str,
+    trust: TrustOptions,
+    extensions: Sequence[str] = SEED_EXTENSIONS,
+) -> Document:
+    """The configuration a scenario starts from (names and meanings in layout.SCENARIOS), with
+    an extension DN per number of `extensions` (a fleet's sites seed more than the default)."""
     asterisk = layout.addresses.asterisk_host
     switch_annex: list[tuple[str, str, str]] = [
         ("TServer", "sip-port", str(layout.addresses.sip_port))
@@ -141,7 +148,7 @@ def seed_document(layout: LabLayout, scenario: str, trust: TrustOptions) -> Docu
             "userproperties": _properties(switch_annex),
         }
     ]
-    numbers = [n for n in SEED_EXTENSIONS if not (scenario == "dn-not-configured" and n == "5002")]
+    numbers = [n for n in extensions if not (scenario == "dn-not-configured" and n == "5002")]
     for index, number in enumerate(numbers):
         objects.append(_dn(201 + index, number, DN_EXTENSION, switch_dbid, []))
     if scenario == "trunk-no-reverse-route":
