@@ -2,7 +2,7 @@
 over HTTPS with validation, SSH host keys checked by every client (remediate's own and Ansible's).
 A relaxation needs an explicit inventory setting, and every relaxation that is allowed leaves a
 warning naming the host and the setting that allowed it; SSH host key checks cannot be relaxed.
-(The lab-backed checks, through the CLI, are in tests/integration/test_trust.py.)"""
+(The lab-backed checks, through the CLI, are in tests/integration/test_trust_lab.py.)"""
 
 from __future__ import annotations
 
