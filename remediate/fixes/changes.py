@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remediate.ansible import TaskChange
+from remediate.genesys.gax import annex_options
 
 OBJECT = "object"
 FILE = "file"
@@ -71,17 +72,6 @@ def _is_object_state(value: Any) -> bool:
     return obj is not None and "type" in obj and "name" in obj
 
 
-def _annex(obj: Mapping[str, Any] | None) -> dict[tuple[str, str], str]:
-    if obj is None:
-        return {}
-    properties = (obj.get("userproperties") or {}).get("property") or []
-    return {
-        (str(entry.get("section", "")), str(entry.get("key", ""))): str(entry.get("value", ""))
-        for entry in properties
-        if isinstance(entry, Mapping)
-    }
-
-
 def object_lines(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> list[str]:
     """Field by field, then annex option by annex option, what differs between two objects."""
     lines: list[str] = []
@@ -93,7 +83,7 @@ def object_lines(before: Mapping[str, Any] | None, after: Mapping[str, Any] | No
             lines.append(f"- {key}: {old[key]}")
         elif old[key] != new[key]:
             lines.append(f"~ {key}: {old[key]} -> {new[key]}")
-    old_annex, new_annex = _annex(before), _annex(after)
+    old_annex, new_annex = annex_options(dict(old)), annex_options(dict(new))
     for section, key in [*old_annex, *(k for k in new_annex if k not in old_annex)]:
         name = f"[{section}] {key}"
         if (section, key) not in new_annex:
