@@ -23,6 +23,10 @@ from remediate.errors import InputError
 from remediate.transport import CommandResult, TransportError
 
 log = logging.getLogger(__name__)
+# paramiko logs a dropped connection's traceback from its transport thread at ERROR; with no
+# handler, Python would print it on the operator's terminal. The failure reaches the operator as
+# an ssh-* error instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 READ_CHUNK = 65536
 

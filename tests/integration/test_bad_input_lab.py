@@ -20,7 +20,7 @@ import yaml
 from remediate.cli import main
 from remediate.env import Environment
 from remediate.lab import control
-from remediate.lab.layout import LabLayout
+from remediate.lab.layout import LabLayout, set_fault
 
 pytestmark = pytest.mark.lab
 
@@ -223,3 +223,31 @@ def test_playbooks_refuse_bad_extra_vars(
     assert message in completed.stdout, completed.stdout[-2000:]
     assert "changed=0" in completed.stdout
     assert _estate(lab) == before
+
+
+@pytest.mark.parametrize("fault", ["ssh-drop", "winrm-drop", "gax-500"])
+def test_a_dropping_host_is_an_error_line_never_a_traceback(
+    lab: LabLayout, tmp_path: Path, fault: str
+) -> None:
+    """As the operator's terminal shows it (a process of its own: library loggers included)."""
+    set_fault(lab, fault, True)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "remediate",
+            "diagnose",
+            "--dn",
+            "5002",
+            "-i",
+            str(lab.inventory_dir),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "REMEDIATE_STATE_DIR": str(tmp_path / "state")},
+        timeout=120,
+    )
+    assert completed.returncode == 7, completed.stderr
+    assert completed.stderr.startswith("error: "), completed.stderr
+    assert "Traceback" not in completed.stderr and "\nhint: " in completed.stderr
