@@ -609,13 +609,20 @@ examples:
 """
 
 
-def _add_site_options(parser: argparse.ArgumentParser, *, fleet_options: bool = False) -> None:
+def _add_inventory_options(parser: argparse.ArgumentParser, inventory_help: str) -> None:
+    """-i/--inventory and --vault-password-file, alike on every subcommand that reads one."""
+    parser.add_argument("-i", "--inventory", type=Path, metavar="INVENTORY", help=inventory_help)
     parser.add_argument(
-        "-i",
-        "--inventory",
+        "--vault-password-file",
         type=Path,
-        metavar="INVENTORY",
-        help="the Ansible inventory (default: $REMEDIATE_INVENTORY, else inventories/lab)",
+        metavar="FILE",
+        help="Ansible Vault password file (default: $ANSIBLE_VAULT_PASSWORD_FILE)",
+    )
+
+
+def _add_site_options(parser: argparse.ArgumentParser, *, fleet_options: bool = False) -> None:
+    _add_inventory_options(
+        parser, "the Ansible inventory (default: $REMEDIATE_INVENTORY, else inventories/lab)"
     )
     if fleet_options:
         _add_fleet_options(parser)
@@ -623,12 +630,6 @@ def _add_site_options(parser: argparse.ArgumentParser, *, fleet_options: bool = 
         parser.add_argument(
             "--site", metavar="NAME", help="the site_<NAME> group (default: the only one)"
         )
-    parser.add_argument(
-        "--vault-password-file",
-        type=Path,
-        metavar="FILE",
-        help="Ansible Vault password file (default: $ANSIBLE_VAULT_PASSWORD_FILE)",
-    )
 
 
 def _add_fleet_options(parser: argparse.ArgumentParser) -> None:
@@ -1408,19 +1409,7 @@ def _add_recover_parser(commands: Any) -> None:
     parser.add_argument(
         "-y", "--yes", action="store_true", help="do not ask before finishing each run"
     )
-    parser.add_argument(
-        "-i",
-        "--inventory",
-        type=Path,
-        metavar="INVENTORY",
-        help="the Ansible inventory (default: the one each run recorded)",
-    )
-    parser.add_argument(
-        "--vault-password-file",
-        type=Path,
-        metavar="FILE",
-        help="Ansible Vault password file (default: $ANSIBLE_VAULT_PASSWORD_FILE)",
-    )
+    _add_inventory_options(parser, "the Ansible inventory (default: the one each run recorded)")
     parser.add_argument(
         "--verify-timeout",
         metavar="DURATION",
@@ -1492,18 +1481,8 @@ def _add_lock_parser(commands: Any) -> None:
     broken.add_argument("site", metavar="SITE", help="the site (its site_<SITE> group)")
     broken.add_argument("--reason", required=True, help="why: journaled with the break")
     broken.add_argument("--change-id", metavar="ID", help="the ticket this break belongs to")
-    broken.add_argument(
-        "-i",
-        "--inventory",
-        type=Path,
-        metavar="INVENTORY",
-        help="the Ansible inventory (default: $REMEDIATE_INVENTORY, else inventories/lab)",
-    )
-    broken.add_argument(
-        "--vault-password-file",
-        type=Path,
-        metavar="FILE",
-        help="Ansible Vault password file (default: $ANSIBLE_VAULT_PASSWORD_FILE)",
+    _add_inventory_options(
+        broken, "the Ansible inventory (default: $REMEDIATE_INVENTORY, else inventories/lab)"
     )
     _add_state_dir(broken)
     _add_output(broken)
