@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEBIAN_PACKAGES := sip-tester openssh-client
+# pytest-xdist workers for `make test`: one per core of CI's 2-core machine (tests/conftest.py gives
+# each worker loopback addresses of its own).
+TEST_WORKERS ?= 2
 
 .PHONY: test demo deps debian-deps lint typecheck unit integration bench clean
 
@@ -41,7 +44,7 @@ typecheck: deps
 	$(BIN)/mypy --strict remediate
 
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 unit: deps
 	$(BIN)/pytest tests/unit

@@ -8,9 +8,10 @@ others on the next addresses), each gateway registering DNs 5001-5005:
 2. the fleet: `remediate apply --site all --parallel 10` with the same DNs, on an inventory of the
    ten other sites (lab02-lab11), so that both start from the same estate.
 
-Printed: both wall times, their ratio (target: at most 2x), and the CPU time each used (the
+Printed: both wall times, their ratio (target: at most 2x), the CPU time each used (the
 `remediate` process and everything it ran: ansible-playbook, its workers, ssh), which bounds
-the fleet's wall time from below on this machine: CPU seconds / cores.
+the fleet's wall time from below on this machine: CPU seconds / cores, and each step's duration
+(from the runs' journals: the one site's, and the slowest site's of the fleet).
 
     .venv/bin/python bench/fleet.py
 """
@@ -24,10 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
 
+from remediate.journal import read_run_dir
 from remediate.lab import fleet
 from remediate.lab.layout import LabAddresses
 
@@ -92,6 +95,20 @@ def _apply(
     return wall, cpu, json.loads(done.stdout)
 
 
+def _step_seconds(state: Path, run_ids: list[str]) -> dict[str, float]:
+    """Each step's duration, the longest among the runs."""
+    longest: dict[str, float] = {}
+    for run_id in run_ids:
+        for step in read_run_dir(state / "runs" / run_id).steps:
+            if step.ended is None:
+                continue
+            took = (
+                datetime.fromisoformat(step.ended) - datetime.fromisoformat(step.started)
+            ).total_seconds()
+            longest[step.name] = max(took, longest.get(step.name, 0.0))
+    return longest
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as work_dir:
         work = Path(work_dir)
@@ -109,6 +126,10 @@ def main() -> int:
             assert single["status"] == "committed", single["message"]
             fleet_wall, fleet_cpu, report = _apply(many, ["all"], work / "state", SITES)
             assert report["counts"] == {"succeeded": SITES, "failed": 0, "skipped": 0}, report
+            single_steps = _step_seconds(work / "state", [single["run_id"]])
+            fleet_steps = _step_seconds(
+                work / "state", [site["run_id"] for site in report["sites"]]
+            )
         finally:
             fleet.down(root)
     ratio = fleet_wall / single_wall
@@ -120,6 +141,9 @@ def main() -> int:
     ]
     for label, wall, cpu in rows:
         print(f"{label:<48}{wall:6.1f} s wall {cpu:6.1f} s CPU")
+    print(f"{'step':<22}{'one site':>10}{'fleet (slowest site)':>24}")
+    for step, took in single_steps.items():
+        print(f"{step:<22}{took:8.1f} s{fleet_steps.get(step, 0.0):20.1f} s")
     print(f"ratio     {ratio:.2f}x (target at most {TARGET_RATIO:.0f}x: {verdict})")
     print(
         f"CPU floor on this machine ({cores} cores): {fleet_cpu / cores:.1f} s for the fleet "

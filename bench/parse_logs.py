@@ -4,8 +4,8 @@
 
 Writes a SIP Server log of --size-mb megabytes in the real format (header block, registrations of
 many DNs through a gateway and a softphone, OPTIONS/SUBSCRIBE/NOTIFY/INVITE traffic with bodies,
-T-Server event dumps, CTI and framework lines, hourly check points, a midnight), then measures, in
-the same run and on the same (cached) file:
+each message with its size on the wire, T-Server event dumps, CTI and framework lines, hourly check
+points, a midnight), then measures, in the same run and on the same (cached) file:
 
 - the parser: every event of the file, in a child process, with the child's peak RSS (VmHWM)
   (best of two runs, as grep's figure is the best of three);
@@ -52,6 +52,13 @@ def _header(start: datetime, name: str) -> str:
         f"{start.isoformat(timespec='milliseconds')} Trc 04110 Option 'segment' has been set to "
         "the value '10 MB'\n"
     )
+
+
+def _wire_size(message: str) -> int:
+    """The size of `message` (LF line ends; headers, then any body) on the wire, as the marker line
+    gives it: CRLF line ends, and the empty line after the headers when there is no body."""
+    size = len(message.replace("\n", "\r\n").encode())
+    return size if "\n\n" in message else size + 2
 
 
 class _Writer:
@@ -139,7 +146,7 @@ class _Writer:
             "Content-Length:  0\n"
         )
         lines = [
-            f"{clock}: SIPTR: Received [0,UDP] {len(register) + 12} bytes from "
+            f"{clock}: SIPTR: Received [0,UDP] {_wire_size(register)} bytes from "
             f"{source}:{port} <<<<<\n{register}\n",
             f"{clock}: Unable to resolve number for DN:{dn}\n",
             f"{clock}: trunk ip addr {source}\n",
@@ -185,7 +192,7 @@ class _Writer:
             "Content-Length: 0\n"
         )
         lines.append(
-            f"{clock}: Sending  [0,UDP] {len(response) + 10} bytes to {source}:{port} >>>>>\n"
+            f"{clock}: Sending  [0,UDP] {_wire_size(response)} bytes to {source}:{port} >>>>>\n"
             f"{response}\n"
         )
         return "".join(lines)
@@ -214,9 +221,10 @@ class _Writer:
             "Content-Length: 0\n"
         )
         return (
-            f"{clock}: Sending  [0,UDP] {len(request)} bytes to {GATEWAY}:5060 >>>>>\n{request}\n"
-            f"{self.tick(2)}: SIPTR: Received [0,UDP] {len(reply)} bytes from {GATEWAY}:5060 "
-            f"<<<<<\n{reply}\n"
+            f"{clock}: Sending  [0,UDP] {_wire_size(request)} bytes to {GATEWAY}:5060 >>>>>\n"
+            f"{request}\n"
+            f"{self.tick(2)}: SIPTR: Received [0,UDP] {_wire_size(reply)} bytes from "
+            f"{GATEWAY}:5060 <<<<<\n{reply}\n"
             f"{self.tick(0)}: SIPDM: trunk Asterisk_WebRTC_Gateway in service, oos-check 30\n"
         )
 
@@ -259,10 +267,10 @@ class _Writer:
         )
         ok = f"SIP/2.0 200 OK\nCall-ID: {call_id}\nCSeq: 2 SUBSCRIBE\nContent-Length: 0\n"
         return (
-            f"{clock}: SIPTR: Received [0,UDP] {len(subscribe)} bytes from {SERVER}:5090 <<<<<\n"
-            f"{subscribe}\n"
-            f"{clock}: Sending  [0,UDP] {len(ok)} bytes to {SERVER}:5090 >>>>>\n{ok}\n"
-            f"{self.tick(1)}: Sending  [0,UDP] {len(notify)} bytes to {SERVER}:5090 >>>>>\n"
+            f"{clock}: SIPTR: Received [0,UDP] {_wire_size(subscribe)} bytes from "
+            f"{SERVER}:5090 <<<<<\n{subscribe}\n"
+            f"{clock}: Sending  [0,UDP] {_wire_size(ok)} bytes to {SERVER}:5090 >>>>>\n{ok}\n"
+            f"{self.tick(1)}: Sending  [0,UDP] {_wire_size(notify)} bytes to {SERVER}:5090 >>>>>\n"
             f"{notify}\n"
         )
 
@@ -298,7 +306,8 @@ class _Writer:
         )
         lines = [
             f"{clock}: $+CTI:PRM:ON_CALL_RINGING:{dn}:{self.rng.randrange(999)}\n",
-            f"{clock}: Sending  [0,UDP] {len(invite)} bytes to {GATEWAY}:5060 >>>>>\n{invite}\n",
+            f"{clock}: Sending  [0,UDP] {_wire_size(invite)} bytes to {GATEWAY}:5060 >>>>>\n"
+            f"{invite}\n",
         ]
         for status in ("100 Trying", "180 Ringing", "200 OK"):
             clock = self.tick(self.rng.randrange(1, 200))
@@ -317,7 +326,7 @@ class _Writer:
             else:
                 message += "Content-Length: 0\n"
             lines.append(
-                f"{clock}: SIPTR: Received [0,UDP] {len(message)} bytes from {GATEWAY}:5060 "
+                f"{clock}: SIPTR: Received [0,UDP] {_wire_size(message)} bytes from {GATEWAY}:5060 "
                 f"<<<<<\n{message}\n"
             )
             event = "EventRinging" if "180" in status else "EventDialing"
@@ -337,7 +346,7 @@ class _Writer:
                 "Content-Length: 0\n"
             )
             lines.append(
-                f"{clock}: Sending  [0,UDP] {len(message)} bytes to {GATEWAY}:5060 >>>>>\n"
+                f"{clock}: Sending  [0,UDP] {_wire_size(message)} bytes to {GATEWAY}:5060 >>>>>\n"
                 f"{message}\n"
             )
         lines.append(self.tevent(clock, "EventReleased", dn))

@@ -14,6 +14,10 @@ data directory of its own and guarantees, whatever happens (failure, timeout, ca
   says TIMEOUT or CANCELED (never merely FAILED);
 - progress streams to `on_event` in the caller's thread, in the order Ansible emitted it.
 
+One run may serve several sites' transactions at once (a fleet's batch, remediate/batch.py): each
+site's variables come as host vars from an extra inventory source, and `PlaybookResult.for_hosts`
+cuts the run's result down to one site's hosts.
+
 SSH host keys are always checked (ansible-runner would otherwise turn the check off), and
 ControlPersist sockets live in the private directory's `tmp/cp` when that path is short enough for
 a Unix socket, else in a short temporary directory removed after the run.
@@ -34,8 +38,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -57,7 +61,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _RUN_MARKER = "REMEDIATE_PLAYBOOK_RUN"
 """Set in ansible-playbook's environment, which every process it starts inherits: it finds them all
 when a run must be stopped, even those that left ansible-playbook's process group or were
-orphaned by its death."""
+orphaned by its death. It names the run's private directory and those of the runs it serves."""
+_MARKER_SEPARATOR = "\n"
 
 
 class PlaybookError(RemediateError):
@@ -163,6 +168,8 @@ class PlaybookResult:
     output_tail: str = field(default="")
     """The end of Ansible's output (scrubbed) when the run did not succeed: it holds the reason
     when Ansible stopped before any task (a syntax error, an unreadable inventory)."""
+    recap: bool = False
+    """Ansible reached its recap: every host that was not failed ran the whole playbook."""
 
     @property
     def succeeded(self) -> bool:
@@ -179,11 +186,29 @@ class PlaybookResult:
         """Hosts that could not be reached, sorted."""
         return tuple(sorted(host for host, stats in self.hosts.items() if stats.unreachable))
 
+    def for_hosts(self, hosts: Collection[str]) -> PlaybookResult:
+        """This run as seen by the transaction that owns `hosts` (one site of a batch): its
+        hosts' stats, changes and failures. Another site's failure is not this site's: with a
+        recap, the site succeeded unless one of its hosts failed. Without one (Ansible stopped
+        early), or when the whole run was stopped (timeout, cancel), every site shares the end."""
+        failures = tuple(failure for failure in self.failures if failure.host in hosts)
+        status = self.status
+        if status in (PlaybookStatus.FAILED, PlaybookStatus.UNREACHABLE) and self.recap:
+            status = _status("failed" if failures else "successful", [], list(failures))
+        return replace(
+            self,
+            status=status,
+            hosts={host: stats for host, stats in self.hosts.items() if host in hosts},
+            changes=tuple(change for change in self.changes if change.host in hosts),
+            failures=failures,
+            output_tail="" if status is PlaybookStatus.SUCCESSFUL else self.output_tail,
+        )
+
 
 def run_playbook(
     playbook: Path,
     *,
-    inventory: Path,
+    inventory: Path | Sequence[Path],
     private_dir: Path,
     timeout: float,
     limit: str | None = None,
@@ -196,10 +221,16 @@ def run_playbook(
     verbosity: int = 0,
     vault_password_file: Path | None = None,
     environment: Mapping[str, str] | None = None,
+    serves: Collection[Path] = (),
 ) -> PlaybookResult:
-    """Run a playbook in `private_dir` (absent or empty), bounded by `timeout` seconds."""
+    """Run a playbook in `private_dir` (absent or empty), bounded by `timeout` seconds.
+
+    `inventory`: one source, or several (later sources' variables win). `serves`: the private
+    directories of the other transactions this run works for (a batch): `kill_run_processes` on
+    any of them finds the run's processes too."""
     playbook = _existing(playbook, "playbook", want_file=True)
-    inventory = _existing(inventory, "inventory", want_file=False)
+    sources = [inventory] if isinstance(inventory, Path) else list(inventory)
+    sources = [_existing(source, "inventory", want_file=False) for source in sources]
     if vault_password_file is not None:
         vault_password_file = _existing(vault_password_file, "vault password file", want_file=True)
     if timeout <= 0:
@@ -208,7 +239,7 @@ def run_playbook(
     private_dir = _fresh_private_dir(private_dir)
     run = _Run(private_dir, scrubber, cancel, time.monotonic() + timeout)
     try:
-        arguments = run.prepare(extravars, environment)
+        arguments = run.prepare(extravars, environment, serves)
         if check:
             arguments.append("--check")
         if diff:
@@ -218,7 +249,7 @@ def run_playbook(
         run.start(
             playbook=str(playbook),
             project_dir=str(playbook.parent),
-            inventory=str(inventory),
+            inventory=[str(source) for source in sources],
             limit=limit,
             cmdline=shlex.join(arguments),
             verbosity=verbosity or None,
@@ -243,6 +274,7 @@ def run_playbook(
         private_dir=private_dir,
         artifact_dir=artifact_dir,
         output_tail="" if status is PlaybookStatus.SUCCESSFUL else _output_tail(artifact_dir),
+        recap=run.collector.recap,
     )
 
 
@@ -275,7 +307,10 @@ class _Run:
         self.envvars: dict[str, str] = {}
 
     def prepare(
-        self, extravars: Mapping[str, Any] | None, environment: Mapping[str, str] | None
+        self,
+        extravars: Mapping[str, Any] | None,
+        environment: Mapping[str, str] | None,
+        serves: Collection[Path],
     ) -> list[str]:
         """Lay out tmp/ and env/settings, write the extra vars; returns ansible-playbook's args."""
         make_private_dir(self.tmp)
@@ -289,11 +324,11 @@ class _Run:
         control_dir = self.tmp / "cp"
         if len(os.fsencode(control_dir)) > _CONTROL_DIR_MAX:
             self.short_control_dir = control_dir = Path(tempfile.mkdtemp(prefix="rmd-cp-"))
-        self.envvars = _environment(self.private_dir, self.tmp, control_dir, environment)
+        self.envvars = _environment([self.private_dir, *serves], self.tmp, control_dir, environment)
         if not extravars:
             return []
         self.extravars_file = self.collector.extravars_file = self.tmp / "extravars.yml"
-        _write_secret_file(self.extravars_file, _unsafe_yaml(extravars))
+        _write_secret_file(self.extravars_file, unsafe_yaml(extravars))
         return ["--extra-vars", f"@{self.extravars_file}"]
 
     def start(self, **arguments: Any) -> None:
@@ -411,6 +446,10 @@ class _Collector:
         raw.update(scrubbed)
         self._observe(raw)
         return True
+
+    @property
+    def recap(self) -> bool:
+        return self._stats is not None
 
     def host_stats(self) -> dict[str, HostStats]:
         """Ansible's recap when it got that far, else the counts of the events seen."""
@@ -582,11 +621,11 @@ def _status(
 
 
 def _environment(
-    private_dir: Path, tmp: Path, control_dir: Path, extra: Mapping[str, str] | None
+    private_dirs: Sequence[Path], tmp: Path, control_dir: Path, extra: Mapping[str, str] | None
 ) -> dict[str, str]:
     environment = {
         **(extra or {}),
-        _RUN_MARKER: str(private_dir),
+        _RUN_MARKER: _MARKER_SEPARATOR.join(str(path.absolute()) for path in private_dirs),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
         "ANSIBLE_LOCAL_TEMP": str(tmp / "local"),
         # ansible-runner turns host key checking off unless told otherwise; a change tool must not.
@@ -657,7 +696,7 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> Any:
 _UnsafeDumper.add_representer(str, _represent_str)
 
 
-def _unsafe_yaml(value: Mapping[str, Any]) -> bytes:
+def unsafe_yaml(value: Mapping[str, Any]) -> bytes:
     try:
         text = yaml.dump(dict(value), Dumper=_UnsafeDumper, allow_unicode=True, width=2**20)
     except yaml.YAMLError as error:
@@ -729,10 +768,19 @@ def kill_run_processes(private_dir: Path) -> int:
     `run_playbook` does this itself when a run stops; `recover` calls it for a run whose
     controller died (ansible-playbook outlives it) before it touches the estate again.
     """
-    marker = f"{_RUN_MARKER}={private_dir}".encode()
+    prefix = f"{_RUN_MARKER}=".encode()
+    wanted = os.fsencode(private_dir.absolute())
+
+    def serves(pid: int) -> bool:
+        return any(
+            wanted in entry.removeprefix(prefix).split(_MARKER_SEPARATOR.encode())
+            for entry in _environ_entries(pid)
+            if entry.startswith(prefix)
+        )
+
     killed = 0
     for _ in range(10):  # a dying worker may still fork: sweep until nothing is left
-        found = [pid for pid in _pids() if marker in _environ_entries(pid)]
+        found = [pid for pid in _pids() if serves(pid)]
         if not found:
             break
         for pid in found:

@@ -331,6 +331,9 @@ def _judge(
     stats = history.sources.get(last.source_address) or SourceStats(last.source_address)
     if _untrusted(last, stats, history):
         return _untrusted_gateway(dn, last, stats)
+    trusted_until = _trust_lost(last, previous, history)
+    if trusted_until is not None:
+        return _no_longer_trusted(dn, last, trusted_until)
     if verdict is Verdict.UNREGISTERED:
         return _unregistered_by_gateway(dn, last, previous, stats)
     return Finding(
@@ -362,6 +365,41 @@ def _untrusted(
     )
 
 
+def _trust_lost(
+    last: RegistrationTransaction,
+    previous: RegistrationTransaction | None,
+    history: RegistrationHistory,
+) -> RegistrationTransaction | None:
+    """The latest acceptance from the address of a refusal that found no gateway for it, when
+    that refusal is the newest word on the address: SIP Server trusted the address then (a fix
+    since rolled back, a Trunk DN or the annex edited) and does not now. Acceptances come from
+    this DN's history and the timelines of the DNs diagnosed with it; any of them after the
+    refusal means the address is trusted again, and the refusal is not about trust."""
+    lookup = last.gateway
+    refused_at = last.time
+    if (
+        lookup is None
+        or lookup.gateway is not None
+        or refused_at is None
+        or last.verdict is not Verdict.REFUSED
+        or last.source_address in history.server_addresses
+    ):
+        return None
+    known = [entry for timeline in history.timelines.values() for entry in timeline.entries]
+    accepted = [
+        (entry.time, entry)
+        for entry in (*known, *([previous] if previous else []))
+        if isinstance(entry, RegistrationTransaction)
+        and entry.verdict is Verdict.ACCEPTED
+        and entry.source_address == last.source_address
+        and entry.time is not None
+    ]
+    latest = max(accepted, key=lambda pair: pair[0], default=None)
+    if latest is None or latest[0] >= refused_at:
+        return None
+    return latest[1]
+
+
 def _untrusted_gateway(
     dn: str, last: RegistrationTransaction, stats: SourceStats
 ) -> tuple[Finding, Recommendation]:
@@ -374,10 +412,40 @@ def _untrusted_gateway(
         f"from {address} in the log was accepted.",
         _evidence(last),
     )
-    return finding, Recommendation(
-        Fix.TRUSTED_GATEWAY,
+    return finding, _trust_the_gateway(
+        dn,
+        address,
         f"registrations from {address} are refused because no gateway matches that address, "
         "while registrations from the SIP Server's own address are accepted",
+    )
+
+
+def _no_longer_trusted(
+    dn: str, last: RegistrationTransaction, trusted: RegistrationTransaction
+) -> tuple[Finding, Recommendation]:
+    address = last.source_address
+    earlier = "its" if trusted.dn == dn else f"DN {trusted.dn}'s"
+    finding = Finding(
+        RootCause.UNTRUSTED_GATEWAY,
+        f"SIP Server no longer trusts {address}: the latest REGISTER for {dn}, from "
+        f"{_sender(last)}, finds no gateway for that address and ends {_outcome(last)}; "
+        f"SIP Server had accepted {earlier} REGISTER from {address} at "
+        f"{_clock(trusted.time)} ({_outcome(trusted)}) and nothing from there since.",
+        (*_evidence(trusted)[:1], *_evidence(last)),
+    )
+    return finding, _trust_the_gateway(
+        dn,
+        address,
+        f"registrations from {address} were accepted until {_clock(trusted.time)} and are "
+        "refused since, with no gateway matching that address: what trusted it is gone (a "
+        "change undone, e.g. rolled back)",
+    )
+
+
+def _trust_the_gateway(dn: str, address: str, reason: str) -> Recommendation:
+    return Recommendation(
+        Fix.TRUSTED_GATEWAY,
+        reason,
         f"make {address} a trusted gateway of SIP Server (remediate plan --dn {dn} --fix "
         "trusted-gateway), restart SIP Server, and have the gateway register again",
         alternatives=(Fix.TRUNK,),

@@ -45,9 +45,9 @@ from remediate.ansible import (
     PlaybookEvent,
     PlaybookResult,
     kill_run_processes,
-    run_playbook,
     scrub_private_dir,
 )
+from remediate.batch import PlaybookRequest, PlaybookRunner, run_alone
 from remediate.diagnose import Diagnosis, DnDiagnosis, Fix, RootCause
 from remediate.errors import InputError, PreconditionError, RemediateError, UsageError
 from remediate.fixes import (
@@ -76,7 +76,7 @@ from remediate.journal import (
     read_backup,
     read_run_dir,
 )
-from remediate.lock import LockedError, SiteLock, TargetLock
+from remediate.lock import LockedError, SiteLock, TargetLock, holder_record
 from remediate.notify import NotifyResult, notify
 from remediate.report import DnStates, RegistrationState, StateChange, dn_states
 from remediate.state import StateDir, make_private_dir
@@ -151,6 +151,8 @@ class Hooks:
     """The plan of an apply, once known (before the question, if one is asked)."""
     confirm: ConfirmHook | None = None
     """(question) -> yes? Asked on a terminal before anything changes, unless --yes."""
+    run_playbook: PlaybookRunner = run_alone
+    """Runs the site's playbooks: alone, or batched with other sites' (a fleet's batcher)."""
 
 
 @dataclass(frozen=True)
@@ -695,19 +697,22 @@ class _Context:
                 )
                 self.progress(f"{event.kind.value:8} {where}{event.task}{said}")
 
-        return run_playbook(
-            path,
-            inventory=self.site.inventory,
-            private_dir=private_dir,
-            timeout=self.options.playbook_timeout,
-            limit=f"site_{self.site.name}",
-            extravars=dict(extravars),
-            secrets=_secrets(self.site),
-            check=check,
-            diff=True,
-            on_event=on_event,
-            vault_password_file=self.options.vault_password_file,
-            environment=self.ansible_environment,
+        return self.hooks.run_playbook(
+            PlaybookRequest(
+                playbook=path,
+                inventory=self.site.inventory,
+                private_dir=private_dir,
+                timeout=self.options.playbook_timeout,
+                limit=f"site_{self.site.name}",
+                hosts=(self.site.genesys.name, self.site.asterisk.name),
+                extravars=dict(extravars),
+                secrets=tuple(_secrets(self.site)),
+                check=check,
+                diff=True,
+                on_event=on_event,
+                vault_password_file=self.options.vault_password_file,
+                environment=self.ansible_environment,
+            )
         )
 
     def checked_playbook(
@@ -861,13 +866,10 @@ def _left_open(takeovers: Sequence[Any], own_run_id: str) -> str | None:
     never ended): the site may be half-changed, so it must be recovered first."""
     for takeover in takeovers:
         previous = takeover.previous
-        if previous is None or previous.run_id == own_run_id or not previous.state_dir:
+        if previous is None or previous.run_id == own_run_id:
             continue
-        try:
-            record = read_run_dir(StateDir(Path(previous.state_dir)).runs / previous.run_id)
-        except (JournalError, OSError):
-            continue
-        if record.status is RunStatus.RUNNING:
+        record = holder_record(previous)
+        if record is not None and record.status is RunStatus.RUNNING:
             return (
                 f"run {previous.run_id} ({previous.who}, state directory {previous.state_dir}) "
                 f"left site {previous.site} open when its controller died"

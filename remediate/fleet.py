@@ -10,13 +10,17 @@ restart for all its DNs, its rollback. The fleet only schedules them:
   way: a started transaction is never abandoned half-way;
 - the exit status is 0 when every site succeeded, else the worst site's by `SEVERITY`.
 
+The playbooks run on Ansible's machinery: the sites' transactions hand them to one
+`PlaybookBatcher` (remediate/batch.py), which runs the same step of all the sites at that step as
+one ansible-playbook (`--limit site_a:site_b`, forks across their hosts); each site gets its own
+hosts' result, so a failure on one site fails, and rolls back, that site alone.
+
 Concurrency: sites run in worker threads (their work is I/O and subprocesses). The inventory is read
 in the caller's thread before any site starts, because Ansible's inventory and vault loaders keep
-process-wide state. Past that, a site's transaction shares nothing with another's: its own run
-directory, a private data directory and an SSH control-socket directory per playbook run, its own
-transports; nothing changes the working directory or the environment, and ansible-runner installs
-no signal handler outside the main thread. Hooks run in the workers' threads: they must be
-thread-safe.
+process-wide state. Past that, a site's transaction shares nothing with another's but its batched
+playbook runs: its own run directory, its own transports; nothing changes the working directory or
+the environment, and ansible-runner installs no signal handler outside the main thread. Hooks run
+in the workers' threads: they must be thread-safe.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from remediate import engine
+from remediate.batch import PlaybookBatcher
 from remediate.dn import validate_dn
 from remediate.errors import InputError, RemediateError, UsageError
 from remediate.inventory import SITE_GROUP_PREFIX, Site, default_inventory, load_site
@@ -438,6 +443,10 @@ def _no_hooks(_site: str) -> engine.Hooks:
     return engine.Hooks()
 
 
+def _batched(hooks: engine.Hooks, batcher: PlaybookBatcher) -> engine.Hooks:
+    return replace(hooks, run_playbook=batcher)
+
+
 def apply(
     inventory: Path | None,
     sites: Sequence[str],
@@ -472,11 +481,15 @@ def apply(
     names = select_sites(path, sites)
     loaded = _load_sites(path, names, options.vault_password_file)
 
+    batcher = PlaybookBatcher()
+
     def run_site(name: str) -> SiteResult:
         site = loaded[name]
         if isinstance(site, RemediateError):
             raise site
-        return SiteResult.from_report(name, engine.apply_fix(site, state, options, hooks_for(name)))
+        with batcher.member():
+            report = engine.apply_fix(site, state, options, _batched(hooks_for(name), batcher))
+        return SiteResult.from_report(name, report)
 
     results, stopped = run_sites(names, run_site, parallel=parallel, max_failed=max_failed)
     return _report("apply", options, parallel, max_failed, results, stopped, started)
@@ -503,13 +516,15 @@ def plan(
     names = select_sites(path, sites)
     loaded = _load_sites(path, names, options.vault_password_file)
 
+    batcher = PlaybookBatcher()
+
     def run_site(name: str) -> SiteResult:
         site = loaded[name]
         if isinstance(site, RemediateError):
             raise site
         began = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="remediate-plan-") as work:
-            made = engine.make_plan(site, options, hooks_for(name), Path(work))
+        with tempfile.TemporaryDirectory(prefix="remediate-plan-") as work, batcher.member():
+            made = engine.make_plan(site, options, _batched(hooks_for(name), batcher), Path(work))
         return SiteResult.from_plan(name, made, time.monotonic() - began, detailed_exitcode)
 
     results, stopped = run_sites(names, run_site, parallel=parallel, max_failed=max_failed)

@@ -22,9 +22,13 @@ from typing import Any, TypeVar
 from remediate.errors import InputError
 from remediate.genesys.gax import GaxSettings
 from remediate.genesys.service import MlcmdSettings
-from remediate.lock import LOCK_PATH_VARIABLE, target_lock_path
-from remediate.transport.ssh import SSHSettings, ssh_options
-from remediate.transport.winrm import AUTH_METHODS, WinRMSettings, check_settings
+from remediate.transport.settings import (
+    AUTH_METHODS,
+    SSHSettings,
+    WinRMSettings,
+    check_settings,
+    ssh_options,
+)
 from remediate.window import WINDOWS_VARIABLE, RecurringWindow, parse_recurring_windows
 
 INVENTORY_ENV = "REMEDIATE_INVENTORY"
@@ -635,6 +639,10 @@ def load_site(
         if connection not in (expected, "paramiko") or (host is genesys and connection != "winrm"):
             raise host._invalid("ansible_connection", f"must be {expected}, not {connection!r}")
     lab = genesys.flag("remediate_lab")
+    # Imported here: the lock's SSH transport pulls in paramiko, which the Ansible modules that
+    # import this module for the Genesys host never need (remediate/transport/settings.py).
+    from remediate.lock import LOCK_PATH_VARIABLE, target_lock_path
+
     return Site(
         name=site,
         genesys=_genesys(genesys, lab, inventory),

@@ -13,12 +13,16 @@ A run holds two locks on its site, taken together or not at all (local first, th
 Both bodies name the holder: owner (user@host), pid, run id, change id, when it was acquired and
 when it expires. A second run gets `LockedError` (exit 5, `site-locked`) naming that holder.
 
-A lock is stale, and taken over with a logged reason, when it has expired and its holder is not
-known to be alive, or when its holder ran on this host and its process is gone. A lock left by a
-dead controller on another host stays until it expires, or until someone breaks it explicitly
-(`break_lock`, with a reason the caller journals). A run removes a target lock only if its run id
-is the run's own. Stale target locks are moved aside with a rename that cannot replace anything and
-checked before they are deleted, so two controllers taking over at once cannot both win.
+A lock is stale, and taken over with a logged reason, when its run is known to have ended: its
+record, in the state directory the lock names, says so (a run that could not remove its lock, the
+host being unreachable as it ended), or it names this run's own state directory (whose local lock
+this run holds) and no record of a running run is there. It is stale too when its holder ran on this
+host and its process is gone, or when it has expired and its holder is not known to be alive. A
+lock whose record cannot be read here (another controller's) stays until it expires, or until
+someone breaks it explicitly (`break_lock`, with a reason the caller journals). A run removes a
+target lock only if its run id is the run's own. Stale target locks are moved aside with a rename
+that cannot replace anything and checked before they are deleted, so two controllers taking over at
+once cannot both win.
 """
 
 from __future__ import annotations
@@ -29,17 +33,20 @@ import logging
 import os
 import re
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from remediate.errors import InputError, RemediateError
-from remediate.journal import Owner, OwnerState
+from remediate.journal import Owner, OwnerState, RunRecord, RunStatus, read_run_dir
 from remediate.state import FILE_MODE, StateDir, check_private_file, make_private_dir
 from remediate.status import ExitStatus
-from remediate.transport.ssh import SSHSettings, SSHTransport
+from remediate.transport.settings import SSHSettings
+from remediate.transport.ssh import SSHTransport
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +102,36 @@ class LockHolder:
             f"since {_utc_text(self.acquired)}, expires {_utc_text(self.expires)}"
         )
 
-    def stale_reason(self, now: datetime) -> str | None:
-        """Why this lock may be taken over (None: it may not): expired and its holder not known to
-        be alive, or its holder ran on this host and is gone."""
+    def stale_reason(self, now: datetime, taker_state_dir: str) -> str | None:
+        """Why a run of `taker_state_dir`, holding that directory's local lock on the site, may
+        take this lock over (None: it may not): its holder is gone from this host, its run has
+        ended, or it expired and its holder is not known to be alive."""
         state = self.owner.state()
         where = f"pid {self.owner.pid} on {self.owner.host}"
         if state is OwnerState.GONE:
             return f"its holder ({where}) is no longer running"
+        ended = self._ended(taker_state_dir)
+        if ended is not None:
+            return ended
         if now >= self.expires and state is OwnerState.UNKNOWN:
             return f"it expired at {_utc_text(self.expires)} (its holder runs on another host)"
+        return None
+
+    def _ended(self, taker_state_dir: str) -> str | None:
+        record = holder_record(self)
+        if record is not None:
+            if record.status is RunStatus.RUNNING:
+                return None
+            return (
+                f"its run ended ({record.status.value}, as its record in {self.state_dir} says) "
+                "without removing it"
+            )
+        if self.owner.host == socket.gethostname() and _same_directory(
+            self.state_dir, taker_state_dir
+        ):
+            # Its run held this directory's local lock on the site while it ran; this run holds
+            # it now, and that run left no record saying it still runs.
+            return "its run, from this state directory, has ended and left no record there"
         return None
 
     def to_json(self) -> dict[str, Any]:
@@ -158,6 +186,27 @@ class Takeover:
             "reason": self.reason,
             "previous": None if self.previous is None else self.previous.to_json(),
         }
+
+
+def holder_record(holder: LockHolder) -> RunRecord | None:
+    """The record of the run a lock names, from the state directory the lock names, when this
+    machine can read it and it is that run's (its site and its owner's host are the lock's)."""
+    if not holder.state_dir:
+        return None
+    try:
+        record = read_run_dir(StateDir(Path(holder.state_dir)).run_path(holder.run_id))
+    except (RemediateError, OSError):
+        return None
+    if record.metadata.site != holder.site or record.owner.host != holder.owner.host:
+        return None
+    return record
+
+
+def _same_directory(first: str, second: str) -> bool:
+    try:
+        return bool(first and second) and os.path.samefile(first, second)
+    except OSError:
+        return False
 
 
 def utc_now() -> datetime:
@@ -303,7 +352,7 @@ class TargetLock:
                 if current is not None and current.run_id == holder.run_id:
                     ssh.write_file_atomic(self.path, holder.body(), mode=0o644)
                     return takeover  # this run's own lock (a resumed run): renewed
-                reason = self._stale_reason(ssh, current, now)
+                reason = self._stale_reason(ssh, current, now, holder.state_dir)
                 if reason is None:
                     raise _locked(holder.site, self.where, current, alive_here=False)
                 if self._move_aside(ssh, content):
@@ -375,10 +424,10 @@ class TargetLock:
             raise
 
     def _stale_reason(
-        self, ssh: SSHTransport, current: LockHolder | None, now: datetime
+        self, ssh: SSHTransport, current: LockHolder | None, now: datetime, state_dir: str
     ) -> str | None:
         if current is not None:
-            return current.stale_reason(now)
+            return current.stale_reason(now, state_dir)
         attributes = ssh.stat(self.path)
         if attributes is None or attributes.st_mtime is None:
             return None
@@ -478,7 +527,8 @@ class SiteLock:
 
     def release(self) -> str | None:
         """Drop both locks. Returns a warning when the target lock could not be removed (the
-        host unreachable, or the lock no longer ours): it then stays until it expires."""
+        host unreachable, or the lock no longer ours): it then stays until a run that can read
+        this run's record takes it over, or until it expires."""
         if self.holder is None or self._local is None:
             return None
         warning = None
@@ -488,7 +538,9 @@ class SiteLock:
         except RemediateError as error:
             warning = (
                 f"could not remove the {self.target.where if self.target else 'target lock'} "
-                f"({error}); it expires at {_utc_text(self.holder.expires)}"
+                f"({error}); the next run of site {self.site} takes it over, this run's "
+                f"record (in {self.state.path}) saying it ended; a controller that cannot read "
+                f"that record waits until it expires at {_utc_text(self.holder.expires)}"
             )
             log.warning("%s", warning)
         finally:

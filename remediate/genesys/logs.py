@@ -12,14 +12,17 @@ message, a blank line).
   to them, the registration handling lines that carry a decision or a DN (not the informational
   `trunk ip addr` and `Assocaited transport` lines), REGISTRAR outcomes, the DN and agent CTI
   lines, and check points. Files of hundreds of megabytes are read in big chunks and only those
-  places are located, by compiled byte regexes that run in C; nothing else is decoded or touched
-  by Python code.
+  places and the marker line of every SIP block are located, by compiled byte regexes that run in
+  C; nothing else is decoded or touched by Python code.
 - `Scope.EVERYTHING`: every line and every SIP block of any method; lines no rule knows become
   `UnknownLine` events. Slower (it visits every line), for tooling and tests.
 
 Nothing in the input is fatal: truncated blocks, CRLF line ends, bytes that are not UTF-8 and
 unknown lines are all kept. Text inside a SIP message (a header, a body) is never read as a log
-line. Memory stays bounded whatever the file size (one chunk plus at most one unfinished block).
+line, whatever a stranger puts there: blocks are followed from the start, each from the end of
+the one before, and a block ends where its lines add up to the size its marker line gives (else
+where its Content-Length says). Memory stays bounded whatever the file size (one chunk plus at
+most one unfinished block).
 
 `registrations(events, dns)` turns the events into one `RegistrationTransaction` per REGISTER
 (responses matched by Call-ID and CSeq, retransmissions folded in) and, per DN, a `DnTimeline`.
@@ -278,6 +281,13 @@ class UnknownLine(LogEvent):
 # ---------------------------------------------------------------------------------------------
 # Patterns
 
+# A marker line, after its time and ": ".
+_MARKER_REST = (
+    rb"(?:SIPTR: )?(?P<verb>Received|Sending) +\[(?P<transport>[^\]\n]*)\]"
+    rb" (?P<size>\d+) bytes (?:from|to) (?P<address>\[[^\]\n]+\]|[^\s:]+):(?P<port>\d+)"
+    rb" (?:<<<<<|>>>>>)[ \t\r]*(?P<eol>\n|\Z)"
+)
+_MARKER = re.compile(rb"(?P<clock>\d\d:\d\d:\d\d\.\d{3}): " + _MARKER_REST)
 _KEYWORDS = (
     rb"SIPTS: handle registration event"
     rb"|REGISTRAR"
@@ -289,22 +299,18 @@ _KEYWORDS = (
 )
 # The REGISTRATIONS scope leaves out the purely informational `trunk ip addr` and `Assocaited
 # transport` lines (the EVERYTHING scope yields them). Every interesting SIP-layer line has ": "
-# right after its time; so has a CSeq header, which is how
-# REGISTER blocks (requests and responses alike) are found without visiting other blocks. The
-# literal ": " prefix lets the regex engine skip ahead in C; every branch starts with a literal
-# (a leading `\w+` would make it three times slower).
+# right after its time, and so has every marker line; a block is decoded only when a REGISTER's
+# CSeq header is in it. The literal ": " prefix lets the regex engine skip ahead in C; every branch
+# starts with a literal (a leading `\w+` would make it three times slower).
 _CANDIDATE_REGISTRATIONS = re.compile(
-    rb": (?:(?P<line>" + _KEYWORDS + rb")|(?P<cseq>[ \t]*\d+[ \t]+REGISTER\b))"
+    rb"(?m): (?:(?P<line>" + _KEYWORDS + rb")"
+    rb"|(?=SIPTR|Received|Sending)(?<=^(?P<clock>\d\d:\d\d:\d\d\.\d{3}): )"
+    rb"(?P<marker>" + _MARKER_REST + rb"))"
 )
+_REGISTER_CSEQ = re.compile(rb"\n[Cc][Ss][Ee][Qq][ \t]*:[ \t]*\d+[ \t]+REGISTER\b")
 _CANDIDATE_EVERYTHING = re.compile(rb"(?m)^(?P<line>[^\r\n])")
 _CHECK_POINT_MARK = b"Trc 04120 Check point"  # a long needle: `find` skips faster
 
-_MARKER = re.compile(
-    rb"(?P<clock>\d\d:\d\d:\d\d\.\d{3}): (?:SIPTR: )?(?P<verb>Received|Sending) +"
-    rb"\[(?P<transport>[^\]]*)\]"
-    rb" (?P<size>\d+) bytes (?:from|to) (?P<address>\[[^\]]+\]|[^\s:]+):(?P<port>\d+)"
-    rb" (?:<<<<<|>>>>>)\s*$"
-)
 _FRAMEWORK_LINE = re.compile(
     r"(?P<stamp>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?) (?P<level>[A-Z][a-z]{2}) "
     r"(?P<id>\d{5}) ?(?P<message>.*)$"
@@ -420,13 +426,12 @@ class _Clock:
 
 @dataclass(slots=True)
 class _Block:
-    """Where a SIP block lies in a buffer; `end` is None when it ends beyond the buffer."""
+    """Where a SIP block lies in a buffer."""
 
     marker: re.Match[bytes]
     marker_start: int
     marker_end: int
-    headers_end: int
-    end: int | None
+    end: int
     truncated: bool
 
 
@@ -493,57 +498,74 @@ class LogReader:
             if event is not None:
                 yield event
         check_points = self._check_points(buffer, position)
-        known_end = position  # everything before this is consumed or known to be outside blocks
+        everything = self.scope is Scope.EVERYTHING
+        lf_only = b"\r" not in buffer
+        closing = b"\n\n" if lf_only else b"\n\r\n"  # a line end, then a blank line
+        rfind = buffer.rfind
+        wire_extra = partial(buffer.count, b"\n") if lf_only else partial(_wire_extra, buffer)
+        # `position` only moves forwards, over whole lines and whole SIP blocks, each block from
+        # the end of the one before: only there is the log known to be outside any message, so
+        # text inside one (a forged marker or log line in a header or a body) is never read.
         carry_from = len(buffer)
         search = self._candidates.search
         while True:
             match = search(buffer, position)
-            line_start = len(buffer) if match is None else buffer.rfind(b"\n", 0, match.start()) + 1
-            is_cseq = match is not None and match.lastgroup == "cseq"
+            kind = None if match is None else match.lastgroup
+            if match is None:
+                line_start = len(buffer)
+            elif kind == "marker":  # its time starts the line
+                line_start = match.start("clock")
+            else:
+                line_start = buffer.rfind(b"\n", 0, match.start()) + 1
             if check_points and check_points[0] < line_start:
-                line_start, is_cseq = check_points.popleft(), False
+                line_start, kind = check_points.popleft(), "line"
                 if line_start < position:
                     continue
             elif match is None:
                 break
+            if everything:
+                marker = _MARKER.match(buffer, line_start)
+            else:
+                marker = match if kind == "marker" else None
+            if marker is not None:
+                marker_end = marker.start("eol")
+                size = int(marker["size"])
+                # The common case in two C-level calls, without following the message (where it
+                # fits, `_block_end` finds the same end). The message cannot reach past `top` (no
+                # line is longer in the log than on the wire), so the blank line that closes it,
+                # counted in `size` or just after it, is the last one before there, and the end
+                # is where the lines up to that blank line, with or without it, make `size`.
+                top = marker_end + 1 + size
+                blank = rfind(closing, marker_end, top) if 0 < size < MAX_BLOCK_BYTES else -1
+                closed = blank + len(closing)
+                excess = closed - top + wire_extra(marker_end + 1, closed)
+                end: int | None
+                if blank >= 0 and excess == 0:  # the blank line is the message's last line
+                    end, truncated = closed, False
+                elif blank >= 0 and excess == 2:  # the message ends just before the blank line
+                    end, truncated = blank + 1, False
+                else:
+                    end, truncated = _block_end(buffer, marker_end, size, lf_only, final)
+                if end is None:  # it goes on beyond this buffer
+                    carry_from = line_start
+                    break
+                if everything or (
+                    buffer.find(b"REGISTER", marker_end, end) >= 0  # the regex only when it may
+                    and _REGISTER_CSEQ.search(buffer, marker_end, end)
+                ):
+                    message = self._message(
+                        buffer, _Block(marker, line_start, marker_end, end, truncated), lines
+                    )
+                    if everything or _is_registration(message):
+                        yield message
+                position = end
+                continue
             line_end = buffer.find(b"\n", line_start)
             line_end = len(buffer) if line_end < 0 else line_end
-            if line_start < known_end:
-                position = max(known_end, line_end + 1)
-                continue
-            # A line right after known ground can only open a block itself, and only markers
-            # are candidates in the EVERYTHING scope.
-            block = (
-                None
-                if line_start == known_end and self.scope is Scope.REGISTRATIONS
-                else self._enclosing_block(buffer, known_end, line_start, line_end, final)
-            )
-            if block is not None and block.end is None:
-                carry_from = block.marker_start
-                break
-            if block is not None and block.end is not None and line_start < block.end:
-                message = self._message(buffer, block, lines)
-                if (
-                    self.scope is Scope.EVERYTHING
-                    or (is_cseq and line_start < block.headers_end)  # its own CSeq header
-                    or _is_registration(message)
-                ):
-                    yield message
-                known_end = position = block.end
-                continue
-            position = line_end + 1
-            if is_cseq:  # "CSeq: 1 REGISTER" outside any block: not a header at all
-                continue
             event, consumed = self._line(buffer, line_start, line_end, lines)
-            known_end = position = position + consumed
+            position = line_end + 1 + consumed
             if event is not None:
                 yield event
-        if carry_from == len(buffer) and not final:
-            tail = self._enclosing_block(
-                buffer, max(position, known_end), len(buffer), len(buffer), final
-            )
-            if tail is not None and tail.end is None:
-                carry_from = tail.marker_start
         if carry_from < len(buffer):
             self._pending = buffer[carry_from:] + self._pending
         self._first_line = lines.number(carry_from)
@@ -591,28 +613,6 @@ class LogReader:
             found.append(buffer.rfind(b"\n", 0, index) + 1)
             index = buffer.find(_CHECK_POINT_MARK, index + 1)
         return found
-
-    def _enclosing_block(
-        self, buffer: bytes, floor: int, line_start: int, line_end: int, final: bool
-    ) -> _Block | None:
-        """The SIP block whose marker is the last one at or before the line [line_start,
-        line_end) and at or after `floor`, or None. Markers are found backwards with `rfind`."""
-        floor = max(floor, line_start - MAX_BLOCK_BYTES)
-        ceiling = line_end
-        while ceiling > floor:
-            mark = buffer.rfind(b"<<<<<", floor, ceiling)
-            mark = max(mark, buffer.rfind(b">>>>>", max(floor, mark), ceiling))
-            if mark < 0:
-                return None
-            marker_start = buffer.rfind(b"\n", 0, mark) + 1
-            marker_end = buffer.find(b"\n", mark)
-            marker_end = len(buffer) if marker_end < 0 else marker_end
-            marker = _MARKER.match(buffer, marker_start, marker_end)
-            if marker_start >= floor and marker is not None:
-                headers_end, end, truncated = _block_end(buffer, marker_end, final)
-                return _Block(marker, marker_start, marker_end, headers_end, end, truncated)
-            ceiling = mark
-        return None
 
     def _message(self, buffer: bytes, block: _Block, lines: _LineCounter) -> SipMessage:
         marker = block.marker
@@ -725,8 +725,12 @@ class LogReader:
 
 
 def _is_registration(message: SipMessage) -> bool:
+    """A REGISTER request or a response to one; not a block that only carries their text (a
+    stranger's datagram whose first line is a forged marker line, say)."""
     cseq = message.cseq
-    return cseq is not None and cseq[1] == "REGISTER"
+    if cseq is None or cseq[1] != "REGISTER":
+        return False
+    return message.method == "REGISTER" if message.is_request else message.status_code is not None
 
 
 def _expired_detail(buffer: bytes, start: int) -> tuple[str | None, str | None, int]:
@@ -747,31 +751,91 @@ def _expired_detail(buffer: bytes, start: int) -> tuple[str | None, str | None, 
     return aor, contact, position - start
 
 
-def _block_end(buffer: bytes, marker_end: int, final: bool) -> tuple[int, int | None, bool]:
-    """Where the headers of the SIP block whose marker line ends at `marker_end` end, where the
-    block ends (just past its last line; None when the buffer does not reach it), and whether it
-    was cut short."""
+_MORE = -1
+"""`_sized_end`: the buffer ends before it can tell."""
+
+
+def _block_end(
+    buffer: bytes, marker_end: int, size: int, lf_only: bool, final: bool
+) -> tuple[int | None, bool]:
+    """Where the SIP block whose marker line ends at `marker_end` ends (just past its last line;
+    None when the buffer does not reach it), and whether it was cut short. `size` is the byte
+    count of its marker line; `lf_only`: the buffer holds no CR at all.
+
+    The server logs every message it receives or sends whole, with its size on the wire and a
+    blank line after it: where the lines add up to that size, the message ends, whatever its
+    Content-Length says. Where they do not (a hand-made or pre-filtered log), the blank line after
+    the headers and the Content-Length tell the end.
+    """
     limit = marker_end + MAX_BLOCK_BYTES
+    sized = _sized_end(buffer, marker_end + 1, size, limit, lf_only, final)
+    if sized == _MORE:
+        return None, False
+    if sized is not None:
+        return sized, False
     reachable = final or len(buffer) >= limit
-    headers_end = _HEADERS_END.search(buffer, marker_end, min(limit, len(buffer)))
+    headers_end = _HEADERS_END.search(buffer, marker_end, limit)
     if headers_end is None:
-        end = _cut(buffer, marker_end, limit)
-        return (end, end, True) if reachable else (len(buffer), None, False)
-    if headers_end.group() == b"\n":  # a log line starts inside the headers: the block was cut
-        return headers_end.start() + 1, headers_end.start() + 1, True
+        return (_cut(buffer, marker_end, limit), True) if reachable else (None, False)
+    if headers_end.end() == headers_end.start() + 1:  # a log line starts inside the headers
+        return headers_end.start() + 1, True
     length = _CONTENT_LENGTH.search(buffer, marker_end, headers_end.start() + 1)
-    remaining = int(length.group(1)) if length else 0
-    position = headers_end.end()
-    while remaining > 0:
-        line_end = buffer.find(b"\n", position, limit)
+    body = _lines_end(buffer, headers_end.end(), int(length[1]) if length else 0, limit)
+    if body is None:
+        return (_cut(buffer, marker_end, limit), True) if reachable else (None, False)
+    return body[0], False
+
+
+def _sized_end(
+    buffer: bytes, start: int, size: int, limit: int, lf_only: bool, final: bool
+) -> int | None:
+    """Where the lines from `start` on add up to exactly `size` bytes on the wire, when a blank
+    line closes them; None when they do not; `_MORE` when the buffer ends before that can be
+    told. `lf_only`: the buffer holds no CR at all."""
+    if not 0 < size <= MAX_BLOCK_BYTES:
+        return None
+    counted = _lines_end(buffer, start, size, limit)
+    if counted is None:
+        return None if final or len(buffer) >= limit else _MORE
+    end, wire = counted
+    if wire - size not in (0, 2):  # 2: the message's last line had no CRLF
+        return None
+    if buffer[end - 2 : end] == b"\n\n" or buffer[end - 3 : end] == b"\n\r\n":
+        return end  # its last line is the blank one (a message without a body)
+    if end == len(buffer):
+        return None if final else _MORE
+    return end if buffer.startswith((b"\n", b"\r\n"), end) else None  # the blank line after a body
+
+
+def _lines_end(buffer: bytes, start: int, size: int, limit: int) -> tuple[int, int] | None:
+    """The end of the first line at which the lines from `start` make at least `size` bytes on
+    the wire, with that count; None when `limit` (or the end of the buffer) comes first."""
+    if size <= 0:
+        return start, 0
+    # Counted from a line end at or before where the count can reach `size` (each LF-ended line
+    # is one byte longer on the wire), then line by line: one or two lines at most.
+    guess = min(start + size, limit)
+    guess -= buffer.count(b"\n", start, guess) - buffer.count(b"\r\n", start, guess)
+    end = buffer.rfind(b"\n", start, guess) + 1 or start
+    wire = _wire_bytes(buffer, start, end)
+    while wire < size:
+        line_end = buffer.find(b"\n", end, limit)
         if line_end < 0:
-            end = _cut(buffer, marker_end, limit)
-            return (headers_end.start() + 1, end, True) if reachable else (len(buffer), None, False)
-        # Count the body as it was on the wire, where every line ends with CRLF.
+            return None
         carriage_return = 1 if buffer[line_end - 1 : line_end] == b"\r" else 0
-        remaining -= line_end - position - carriage_return + 2
-        position = line_end + 1
-    return headers_end.start() + 1, position, False
+        wire += line_end - end - carriage_return + 2
+        end = line_end + 1
+    return end, wire
+
+
+def _wire_bytes(buffer: bytes, start: int, end: int) -> int:
+    """The size of the lines [start, end) on the wire, where every line ends with CRLF."""
+    return end - start + _wire_extra(buffer, start, end)
+
+
+def _wire_extra(buffer: bytes, start: int, end: int) -> int:
+    """How many bytes longer the lines [start, end) are on the wire: one per LF-ended line."""
+    return buffer.count(b"\n", start, end) - buffer.count(b"\r\n", start, end)
 
 
 def _cut(buffer: bytes, marker_end: int, limit: int) -> int:
@@ -1085,7 +1149,7 @@ class RegistrationTracker:
     def _message(self, message: SipMessage) -> None:
         cseq = message.cseq
         call_id = message.call_id
-        if cseq is None or call_id is None or cseq[1] != "REGISTER":
+        if cseq is None or call_id is None or not _is_registration(message):
             return
         key = (call_id, cseq[0])
         if message.direction == "sent":

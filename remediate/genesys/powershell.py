@@ -12,8 +12,9 @@ Output formats (one record per line, `|`-separated, the free-text field last):
 - service state: `Name|Status|DisplayName`;
 - log segments: `Name|Length|LastWriteTime` (the host's local time, round-trip `o` format);
 - log lines: the raw lines of the file;
-- filtered log: a smaller log in the same format (the header block, each matching line, each
-  REGISTER-related SIP message block followed by a blank line), in file order;
+- filtered log: the regions of the log the diagnosis needs (the header block, each matching line,
+  each REGISTER-related SIP message block with the blank line and handling lines after it), exactly
+  as written, in file order;
 - listeners: `Protocol|LocalAddress|LocalPort|OwningProcess|ProcessName`;
 - host clock: one line, round-trip `o` format with the host's UTC offset.
 Judge success by the exit code; errors come on stderr as CLIXML.
@@ -54,39 +55,105 @@ _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,252}[A-Za-z0-9])?")
 _APPLICATION = re.compile(r"[A-Za-z0-9_.\- ]{1,255}")
 _EXECUTABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]+\.exe", re.IGNORECASE)
 
-# A SIP message block of the SIP Server log (DESIGN 2.1) whose CSeq method is REGISTER: the
-# `Received ... <<<<<` / `Sending ... >>>>>` line, then the message's non-empty lines.
-REGISTER_BLOCK = (
-    r"^[^\r\n]*(?:Received|Sending) +\[[^\r\n]*(?:<<<<<|>>>>>)[ \t]*\r?\n"
-    r"(?:[^\r\n]+\r?\n)*?CSeq:[ \t]*\d+[ \t]+REGISTER[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*"
+# The host-side filter (`read_log_filtered`) is one `[regex]::Replace` over the segment that follows
+# the SIP Server log from its start, as the parser does (`remediate.genesys.logs`): every match
+# starts where the previous one ended or on a later line outside any SIP block, and every SIP block
+# is matched whole, kept or not, so a marker line or a log line inside a message (a stranger can
+# put any text in a header or a body) is never read as a block or a line of its own. What is kept
+# is captured; everything else is replaced by nothing. The syntax is the one .NET and Python share
+# (numbered groups, `[0-9]` for digits: .NET's `\d` takes any Unicode digit, the parser's does not).
+_CLOCK = r"[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}: "
+SIP_LINE_START = "^" + _CLOCK
+# The marker line's byte count, at most five digits (a message over 99999 bytes falls to
+# `_UNSIZED_REST`), read into one empty group per bit of each decimal digit so that the block's
+# extent can be matched by conditionals; each digit test has exactly one way to match, so the
+# regex engine can never backtrack into another count.
+_DIGIT_BITS = ((8, "[89]"), (4, "[4-7]"), (2, "[2367]"), (1, "[13579]"))
+_SIZE_DIGITS = 5
+
+
+def _size_groups() -> tuple[str, list[int]]:
+    """The size field's regex and the value of each of its groups, in group order."""
+    parts = [rf"(?=[1-9][0-9]{{0,{_SIZE_DIGITS - 1}}} )"]
+    values: list[int] = []
+    for position in range(_SIZE_DIGITS - 1, -1, -1):
+        bits = "".join(rf"(?:(?={digits})()|(?!{digits}))" for _, digits in _DIGIT_BITS)
+        values.extend(bit * 10**position for bit, _ in _DIGIT_BITS)
+        width = rf"[0-9]{{{position + 1}}} "
+        parts.append(f"(?:(?={width}){bits}[0-9]|(?!{width}))" if position else bits + "[0-9]")
+    return "".join(parts), values
+
+
+# One character of a message as SIP Server logs it: a line ends with CRLF, as on the wire. A bare
+# LF counts one byte more on the wire (the parser's rule): such a block falls to `_UNSIZED_REST`.
+_LOGGED_CHAR = r"(?:[^\n]|(?<=\r)\n)"
+
+
+def _sized_block(first_group: int) -> str:
+    """A SIP block whose lines add up to the byte count of its marker line (`remediate.genesys.
+    logs._sized_end`): the marker line, that many characters ending a line (the last one blank,
+    or a blank line right after; or two characters short of a line's CRLF, then a blank line)."""
+    size, values = _size_groups()
+    count = "".join(
+        f"(?({first_group + index}){_LOGGED_CHAR}{{{value}}})" for index, value in enumerate(values)
+    )
+    return (
+        SIP_LINE_START
+        + r"(?:SIPTR: )?(?:Received|Sending) +\[[^\]\n]*\] "
+        + size
+        + r" bytes (?:from|to) (?:\[[^\]\n]+\]|[^\s:]+):[0-9]+ (?:<<<<<|>>>>>)[ \t\r]*\n"
+        + count
+        + r"(?:(?<=\n\r\n)|(?<=\n)(?=\r?\n)|\r\n(?=\r?\n))"
+    )
+
+
+def _register_check(users: str | None) -> str:
+    """At a marker line: the block is a REGISTER request or a response whose headers hold a
+    REGISTER CSeq (and a To naming one of `users`, when given), as the parser decides (a superset:
+    dropping a block the parser would read changes the diagnosis, keeping one more does not). The
+    headers end at the first blank line, inside the block or right after it."""
+    start = r"(?=[^\n]*\n\s*(?:REGISTER(?: |\r?\n)|SIP/))"
+    header = r"(?=[^\n]*\n(?:[^\n]*[^\r\n]\r?\n)*?"
+    cseq = header + r"[ \t]*[Cc][Ss][Ee][Qq][ \t]*:[ \t]*[0-9]+[ \t]+REGISTER\b)"
+    if users is None:
+        return start + cseq
+    to = header + rf"[ \t]*(?:[Tt][Oo]|[Tt])[ \t]*:[^\n]*[Ss][Ii][Pp][Ss]?:(?:{users})@)"
+    return start + to + cseq
+
+
+# The handling lines logged right after a kept REGISTER block, up to the next SIP message or blank
+# line, at most 20, never a binding expiry's (event 1 and EXPIRED belong to no REGISTER).
+_HANDLING_LINES = (
+    r"(?:\r?\n)?(?:(?![^\n]*(?:<<<<<|>>>>>|handle registration event 1|REGISTRAR: EXPIRED))"
+    r"[^\n]*[^\r\n]\r?\n){0,20}"
 )
-# The DN-bearing form: a REGISTER block (request or response) whose To header names one of the DNs
-# (`{users}`), then the lines logged right after it up to the next SIP message or blank line, at
-# most 20, never a binding expiry's (event 1 and EXPIRED belong to no REGISTER). Its marker line is
-# a SIP-layer line (`13:55:31.501: ...`): testing that prefix first rejects most lines of a large
-# log at their first character, which halves the host's work.
-SIP_LINE_START = r"^\d\d:\d\d:\d\d\.\d\d\d: "
-REGISTER_BLOCK_OF_DNS = (
-    SIP_LINE_START + r"[^\r\n]*?(?:Received|Sending) +\[[^\r\n]*(?:<<<<<|>>>>>)[ \t]*\r?\n"
-    r"(?=(?:[^\r\n]+\r?\n)*?(?:[Tt][Oo]|[Tt])[ \t]*:[^\r\n]*sips?:(?:{users})@)"
-    r"(?=(?:[^\r\n]+\r?\n)*?CSeq:[ \t]*\d+[ \t]+REGISTER)(?:[^\r\n]+\r?\n)*(?:\r?\n)?"
-    r"(?:(?![^\r\n]*(?:<<<<<|>>>>>|handle registration event 1|REGISTRAR: EXPIRED))"
-    r"[^\r\n]+\r?\n){{0,20}}"
-)
-# A binding expiry names its DN only in the tab-indented `AOR:` line under `REGISTRAR: EXPIRED:`.
-EXPIRY_BLOCK = SIP_LINE_START + r"REGISTRAR: EXPIRED:[^\r\n]*\r?\n(?:\t[^\r\n]*\r?\n)*"
+# A marker line outside any block whose block does not add up to its byte count (a hand-made log,
+# a message over 99999 bytes, a bare LF): the parser then ends the block by its Content-Length,
+# which no regex can count, so the rest of the segment is kept whole, for the parser to read.
+_UNSIZED_REST = SIP_LINE_START + r"(?:SIPTR: )?(?:Received|Sending) [\s\S]*"
+# A binding expiry names its DN only in the indented `AOR:` line under `REGISTRAR: EXPIRED:`.
+EXPIRY_BLOCK = SIP_LINE_START + r"REGISTRAR: EXPIRED:[^\n]*\n(?:[ \t][^\n]*\n)*"
+# The header block that opens every segment: `Key: value` lines up to the first blank line.
+HEADER_BLOCK = r"\A(?:[^\r\n]+\r?\n)+(?:\r?\n)?"
 _DN = re.compile(r"\+?[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
 
-def register_blocks_of(dns: Sequence[str]) -> str:
-    """REGISTER_BLOCK_OF_DNS for `dns` (DN names as `remediate.dn.validate_dn` accepts them), and
-    every binding expiry (rare, and only its AOR line says whose it is)."""
-    users = "|".join(regex_literal(_check(_DN, dn, "DN", "use a DN such as 5001")) for dn in dns)
-    return f"{REGISTER_BLOCK_OF_DNS.format(users=users)}|{EXPIRY_BLOCK}"
-
-
-# The header block that opens every segment: `Key: value` lines up to the first blank line.
-HEADER_BLOCK = r"\A(?:[^\r\n]+\r?\n)+"
+def filter_regex(patterns: Sequence[str], dns: Sequence[str]) -> tuple[str, str]:
+    """The host-side filter's regex and its .NET replacement (see `read_log_filtered`)."""
+    users = None
+    if dns:
+        users = "|".join(
+            regex_literal(_check(_DN, dn, "DN", "use a DN such as 5001")) for dn in dns
+        )
+    block = _sized_block(first_group=2)
+    kept_block = 2 + len(_DIGIT_BITS) * _SIZE_DIGITS
+    alternatives = "|".join(regex_literal(pattern) for pattern in patterns)
+    regex = (
+        rf"(?m)^(?=({block}))(?:{_register_check(users)}(\1{_HANDLING_LINES})|\1)"
+        rf"|({HEADER_BLOCK}|{_UNSIZED_REST}|{EXPIRY_BLOCK}|^[^\n]*(?:{alternatives})[^\n]*\n?)"
+        r"|[^\n]+\n?|\n"
+    )
+    return regex, f"${{{kept_block}}}${{{kept_block + 1}}}"
 
 
 @dataclass(frozen=True)
@@ -380,13 +447,17 @@ def read_log_filtered(
     directory: str, name: str, patterns: Sequence[str], dns: Sequence[str] = ()
 ) -> PowerShellCommand:
     """Only what the diagnosis needs from a segment: its header block, the lines containing any of
-    `patterns` (literal text), and every SIP message block of a REGISTER transaction (requests and
-    their responses, matched by CSeq). The host's .NET regex engine does the filtering, so only
-    those lines cross the wire.
+    `patterns` (literal text), every binding expiry, and every SIP message block of a REGISTER
+    transaction (requests and their responses, matched by CSeq), each a region of the segment
+    exactly as written. The host's .NET regex engine does the filtering in one pass, so only those
+    regions cross the wire; the parser reads them as it reads the whole segment (see `filter_regex`:
+    blocks are followed from the start of the segment, each matched whole by its byte count, so
+    text inside a message is never kept as a block or a line of its own).
 
     With `dns`, only the REGISTER blocks whose To header names one of them are kept, each with the
     handling lines logged right after it (up to the next SIP message or blank line, never a binding
-    expiry's): other DNs' handling lines would otherwise attach to the wrong REGISTER.
+    expiry's): other DNs' handling lines would otherwise attach to the wrong REGISTER. When the DNs
+    do not fit in one command line, every REGISTER block is kept.
     """
     if not patterns:
         raise InputError("no log patterns to filter on", hint="give at least one pattern")
@@ -396,14 +467,19 @@ def read_log_filtered(
                 f"invalid log pattern: {pattern!r}",
                 hint="use one line of literal text, at most 200 characters",
             )
-    alternatives = "|".join(regex_literal(pattern) for pattern in patterns)
-    registers = REGISTER_BLOCK if not dns else register_blocks_of(dns)
-    regex = f"(?m){HEADER_BLOCK}|{registers}|^[^\\r\\n]*(?:{alternatives})[^\\r\\n]*"
+    regex, replacement = filter_regex(patterns, dns)
     path = quote(_file(directory, name))
-    return encode(
-        f"$t = Get-Content -LiteralPath {path} -Raw -ErrorAction Stop\n"
-        f"[regex]::Matches($t, {quote(regex)}) | ForEach-Object {{ $_.Value }}"
-    )
+    try:
+        return encode(
+            f"$t = Get-Content -LiteralPath {path} -Raw -ErrorAction Stop\n"
+            f"[regex]::Replace($t, {quote(regex)}, {quote(replacement)})"
+        )
+    except RemediateError as error:
+        if not dns or error.reference != "powershell-command-too-long":
+            raise
+        # More DNs than one command line holds (about 150, e.g. a large site's baseline): every
+        # REGISTER block crosses instead; more bytes, and the parser reads the same.
+        return read_log_filtered(directory, name, patterns)
 
 
 def parse_filtered_log(text: str) -> list[str]:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from remediate.errors import InputError, RemediateError
 from remediate.genesys import powershell
 from remediate.genesys.powershell import ServiceState
 from remediate.status import ExitStatus
 from remediate.transport import CommandResult
-from remediate.transport.winrm import WinRMTransport
+
+if TYPE_CHECKING:  # the transport imports pywinrm: not needed to read an inventory
+    from remediate.transport.winrm import WinRMTransport
 
 # The WinRM call outlives the script's own bounds by this much, so the script reports first.
 TRANSPORT_MARGIN_SECONDS = 15.0

@@ -11,16 +11,15 @@ import logging
 import posixpath
 import secrets
 import select
-import shlex
 import socket
 import stat
 import time
-from dataclasses import dataclass
 
 import paramiko
 
 from remediate.errors import InputError
 from remediate.transport import CommandResult, TransportError
+from remediate.transport.settings import SSHSettings
 
 log = logging.getLogger(__name__)
 # paramiko logs a dropped connection's traceback from its transport thread at ERROR; with no
@@ -29,43 +28,6 @@ log = logging.getLogger(__name__)
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 READ_CHUNK = 65536
-
-
-@dataclass(frozen=True)
-class SSHSettings:
-    inventory_host: str
-    address: str
-    port: int
-    user: str
-    private_key_file: str
-    known_hosts_file: str
-    connect_timeout: float = 10.0
-    command_timeout: float = 60.0
-    source: str = ""
-
-
-def ssh_options(common_args: str) -> dict[str, str]:
-    """The `-o Name=value` options of an `ansible_ssh_common_args` string, names lower-cased;
-    the first value of an option given twice, as OpenSSH takes it."""
-    try:
-        words = shlex.split(common_args)
-    except ValueError as error:
-        raise InputError(
-            f"the ssh arguments {common_args[:80]!r} cannot be split into words ({error})",
-            reference="inventory-variable-invalid",
-            hint="balance the quotes in ansible_ssh_common_args",
-        ) from None
-    options: dict[str, str] = {}
-    for index, word in enumerate(words):
-        if word == "-o" and index + 1 < len(words):
-            option = words[index + 1]
-        elif word.startswith("-o") and len(word) > 2:
-            option = word[2:]
-        else:
-            continue
-        name, _, value = option.replace("=", " ", 1).partition(" ")
-        options.setdefault(name.strip().lower(), value.strip())
-    return options
 
 
 class _RefuseUnknownKeys(paramiko.MissingHostKeyPolicy):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import requests
@@ -24,91 +23,14 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
-from remediate.errors import InputError
 from remediate.transport import CommandResult, TransportError
+from remediate.transport.settings import WinRMSettings, check_settings
 
 log = logging.getLogger(__name__)
 
-AUTH_METHODS = frozenset({"ntlm", "kerberos", "credssp", "basic", "certificate"})
 # MS-WSMV fault codes
 WSMAN_SHELL_NOT_FOUND = 2150858843
 RETRY_BACKOFF_SECONDS = (0.2, 0.5, 1.0)
-
-
-@dataclass(frozen=True)
-class WinRMSettings:
-    """Everything needed to reach one Windows host. `inventory_host` and `source` only make error
-    hints point at the right inventory entry."""
-
-    inventory_host: str
-    address: str
-    port: int
-    scheme: str
-    user: str
-    password: str = field(repr=False)
-    auth: str = "ntlm"
-    ca_trust_path: str | None = None
-    validate_certificate: bool = True
-    operation_timeout: int = 20
-    read_timeout: int = 30
-    command_timeout: float = 120.0
-    connect_retries: int = 2
-    codepage: int = 65001
-    lab: bool = False
-    allow_insecure: bool = False
-    auth_options: dict[str, Any] = field(default_factory=dict)
-    source: str = ""
-
-    @property
-    def endpoint(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{self.scheme}://{host}:{self.port}/wsman"
-
-
-def check_settings(settings: WinRMSettings) -> None:
-    """Refuse settings that would send credentials or commands where anyone can read them."""
-    where = f"host {settings.inventory_host}" + (f" ({settings.source})" if settings.source else "")
-    if settings.scheme not in ("http", "https"):
-        raise InputError(
-            f"ansible_winrm_scheme must be http or https, not {settings.scheme!r} for {where}",
-            reference="inventory-variable-invalid",
-        )
-    if settings.auth not in AUTH_METHODS:
-        raise InputError(
-            f"ansible_winrm_transport {settings.auth!r} is not supported for {where}",
-            reference="inventory-variable-invalid",
-            hint=f"use one of: {', '.join(sorted(AUTH_METHODS))} (ntlm is the default)",
-        )
-    if not 0 < settings.operation_timeout < settings.read_timeout:
-        raise InputError(
-            f"ansible_winrm_operation_timeout_sec ({settings.operation_timeout}) must be above 0 "
-            f"and below ansible_winrm_read_timeout_sec ({settings.read_timeout}) for {where}",
-            reference="inventory-variable-invalid",
-        )
-    insecure: list[str] = []
-    if settings.auth == "basic" and settings.scheme == "http":
-        insecure.append("Basic authentication over plain HTTP sends the password in clear")
-    if settings.scheme == "https" and not settings.validate_certificate:
-        insecure.append("the server certificate is not validated")
-    if not insecure:
-        return
-    if settings.lab or settings.allow_insecure:
-        allowed_by = "remediate_lab" if settings.lab else "remediate_allow_insecure_winrm"
-        for reason in insecure:
-            log.warning(
-                "WinRM to %s is insecure (%s): allowed by %s",
-                settings.inventory_host,
-                reason,
-                allowed_by,
-            )
-        return
-    raise InputError(
-        f"refusing WinRM to {where}: {'; '.join(insecure)}",
-        reference="winrm-insecure",
-        hint="use ansible_winrm_transport: ntlm (or kerberos) over https with "
-        "ansible_winrm_ca_trust_path; only a lab host (remediate_lab: true) or an explicit "
-        "remediate_allow_insecure_winrm: true may relax this",
-    )
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:

@@ -31,8 +31,7 @@ from remediate.transport import TransportError
 
 if TYPE_CHECKING:  # the plugin loads into every pytest session: keep its imports light
     from remediate.inventory import Site
-    from remediate.transport.ssh import SSHSettings
-    from remediate.transport.winrm import WinRMSettings
+    from remediate.transport.settings import SSHSettings, WinRMSettings
 
 # testinfra's winrm backend opens its shells with pywinrm's default code page.
 WINRM_SHELL_ENCODING = "cp437"

@@ -1,8 +1,9 @@
 """The lab for integration tests: one shared lab for the whole session, fresh ones on demand.
 
-The lab binds fixed ports, so only one runs at a time. Fixtures:
+The lab binds fixed ports, so only one runs at a time in a test process (each pytest-xdist worker
+has addresses of its own: tests/conftest.py). Fixtures:
 
-- `lab_addresses`: the loopback addresses of this run (REMEDIATE_TEST_GENESYS_HOST,
+- `lab_addresses`: the loopback addresses of this process (REMEDIATE_TEST_GENESYS_HOST,
   REMEDIATE_TEST_ASTERISK_HOST; defaults 127.0.0.81 and 127.0.0.54).
 - `lab`: the shared lab, scenario untrusted-gateway, started once. Tests must leave it as they found
   it; faults switched on in it are switched off after every test.
@@ -17,8 +18,11 @@ Tests run in three groups, their order otherwise kept: those that use `lab`, the
 no lab fixture (the running lab is stopped before each, so that a test may start host processes of
 its own on the same addresses), then those that use `lab_factory`. So the suite starts the shared
 lab once and each fresh lab once.
+Under pytest-xdist (`--dist loadfile`), each module runs whole on one worker, in this order, so that
+a module-scoped fixture that starts a lab of its own (a fleet, a demo run, a fresh lab) starts once;
+each worker starts its own shared lab, again after a module of another group.
 A lab that cannot start is an error with the reason, never a skip. The time of every start is
-printed at the end.
+recorded on the test that started it (user property "lab start") and printed at the end.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ class LabManager:
         self.tmp_path_factory = tmp_path_factory
         self.shared: LabLayout | None = None
         self.running: LabLayout | None = None
-        self.starts: list[tuple[str, str, float]] = []  # (directory, scenario, seconds)
+        # Starts not yet recorded on a test: (scenario, directory name, seconds).
+        self.unrecorded_starts: list[tuple[str, str, float]] = []
 
     def new_layout(self, name: str) -> LabLayout:
         return LabLayout(self.tmp_path_factory.mktemp(name), self.addresses)
@@ -62,7 +67,7 @@ class LabManager:
         self.release()
         started = time.monotonic()
         control.up(layout, scenario)
-        self.starts.append((str(layout.root), scenario, time.monotonic() - started))
+        self.unrecorded_starts.append((scenario, layout.root.name, time.monotonic() - started))
         self.running = layout
         return layout
 
@@ -160,20 +165,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     manager = item.config.stash.get(_MANAGER, None)
-    if manager is None or manager.shared is None or manager.running != manager.shared:
+    if manager is None:
+        return
+    # On the test's report, which reaches the xdist controller too (tests/conftest.py prints them).
+    item.user_properties.extend(("lab start", start) for start in manager.unrecorded_starts)
+    manager.unrecorded_starts.clear()
+    if manager.shared is None or manager.running != manager.shared:
         return
     for name in active_faults(manager.shared):
         control.fault(manager.shared, name, False)
-
-
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, config: pytest.Config
-) -> None:
-    manager = config.stash.get(_MANAGER, None)
-    if manager is None or not manager.starts:
-        return
-    terminalreporter.section("lab starts")
-    for directory, scenario, seconds in manager.starts:
-        terminalreporter.write_line(f"{seconds:5.2f} s  {scenario:24} {Path(directory).name}")
-    total = sum(seconds for _, _, seconds in manager.starts)
-    terminalreporter.write_line(f"{len(manager.starts)} starts, {total:.1f} s in all")

@@ -107,7 +107,7 @@ def _options(change_id: str) -> engine.Options:
     return engine.Options(
         dns=("5001", "5002"),
         fix="trusted-gateway",
-        force=True,  # after a rollback the log shows the gateway once trusted: the fix is named
+        force=True,  # every cell must reach its step, whatever the cells before left in the log
         change_id=change_id,
         yes=True,
         verify_timeout=8.0,

@@ -21,7 +21,7 @@ from remediate.lock import LockedError, LockHolder, SiteLock, TargetLock, break_
 from remediate.state import StateDir
 from remediate.status import ExitStatus
 from remediate.transport import TransportError
-from remediate.transport.ssh import SSHSettings
+from remediate.transport.settings import SSHSettings
 
 pytestmark = pytest.mark.lab
 

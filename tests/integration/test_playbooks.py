@@ -167,8 +167,9 @@ def test_trusted_gateway_by_annex_then_restart_then_rollback(
 
     restarted = playbook(lab, "restart.yml", extravars)
     assert restarted.rc == 0, restarted.output
-    assert restarted.changed("genesys-lab") == 1
-    assert restarted.changed("asterisk-lab") == 1  # the REGISTERs sent
+    # The restart, then the REGISTERs sent through the gateway (delegated: counted on the site's
+    # Genesys host).
+    assert restarted.changed("genesys-lab") == 2
     assert control.status(lab).service_state == "Running"
     assert in_service(lab, {"1002", "1003", "5001", "5002"}) == {"1002", "1003", "5001", "5002"}
 

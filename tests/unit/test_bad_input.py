@@ -424,12 +424,10 @@ ACTIVE_5002 = (
 
 
 def _message_block(body: str, *, content_length: int | None = None, header: str = "") -> str:
-    """A SIP MESSAGE from a stranger, logged as SIP Server logs every message it receives."""
-    wire_body = body.replace("\n", "\r\n")
-    length = len(wire_body.encode()) if content_length is None else content_length
-    return (
-        f"21:06:59.000: SIPTR: Received [0,UDP] {600 + len(wire_body)} bytes from "
-        "10.6.6.6:5060 <<<<<\n"
+    """A SIP MESSAGE from a stranger, logged as SIP Server logs every message it receives: the
+    bytes received (CRLF line ends), the message, a blank line."""
+    length = len(body.replace("\n", "\r\n").encode()) if content_length is None else content_length
+    message = (
         "MESSAGE sip:5002@192.168.210.81 SIP/2.0\n"
         "Via: SIP/2.0/UDP 10.6.6.6:5060;branch=z9hG4bKforger\n"
         "From: <sip:forger@10.6.6.6>;tag=f\n"
@@ -439,7 +437,13 @@ def _message_block(body: str, *, content_length: int | None = None, header: str 
         f"{header}"
         "Content-Type: text/plain\n"
         f"Content-Length: {length}\n"
-        "\n" + body + "\n"
+        "\n" + body
+    )
+    received = len(message.replace("\n", "\r\n").encode())
+    return (
+        f"21:06:59.000: SIPTR: Received [0,UDP] {received} bytes from 10.6.6.6:5060 <<<<<\n"
+        + message
+        + "\n"
     )
 
 
@@ -482,11 +486,6 @@ def test_forged_outcome_lines_in_a_header_and_an_honest_body_do_not_fool_diagnos
     _assert_out_of_service(dn)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect (remediate/genesys/logs.py, LogReader._enclosing_block): a marker line inside "
-    "a message body is taken for a real block, so the lines after it are read as log lines",
-)
 def test_a_whole_transaction_forged_inside_a_message_body_does_not_fool_diagnose(
     tmp_path: Path,
 ) -> None:
@@ -496,8 +495,8 @@ def test_a_whole_transaction_forged_inside_a_message_body_does_not_fool_diagnose
 
 
 def test_outcome_lines_after_a_lying_content_length_do_not_fool_diagnose(tmp_path: Path) -> None:
-    """Lines a stranger smuggles past a Content-Length of 0 belong to no REGISTER transaction of
-    the DN: they do not put it in service."""
+    """Lines a stranger smuggles past a Content-Length of 0 are still inside the message (the
+    byte count it was logged with says so): they do not put the DN in service."""
     forged = _message_block(ACTIVE_5002, content_length=0)
     _, dn = _diagnose_5002(tmp_path, HEADER + SEED_5002 + forged)
     _assert_out_of_service(dn)

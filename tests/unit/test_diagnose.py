@@ -89,6 +89,92 @@ def test_a_terminated_binding_followed_by_an_accepted_register_is_healthy(write_
     assert [entry.verdict for entry in diagnosis.transactions] == ["unregistered", "accepted"]
 
 
+def accepted_by_annex(clock: str, dn: str, cseq: int) -> str:
+    """Accepted from an address the switch annex trusts: no gateway matches it, as after a
+    trusted-gateway fix."""
+    return (
+        register(clock, dn, cseq=cseq)
+        + f"{clock}: no gateway is found using address '192.168.210.54' for number '{dn}'\n"
+        f"{clock}: SIPTS: handle registration event 0\n"
+        f"{clock}: $*:SIP:CTI:DN_IN_SERVICE:4\n"
+        f"{clock}: REGISTRAR: ACTIVE:{dn}\n" + response(clock, dn, cseq=cseq)
+    )
+
+
+def refused_untrusted(clock: str, dn: str, cseq: int) -> str:
+    """Refused from an address no gateway matches and nothing trusts (the seed's refusal)."""
+    return (
+        register(clock, dn, cseq=cseq)
+        + f"{clock}: no gateway is found using address '192.168.210.54' for number '{dn}'\n"
+        f"{clock}: SIPTS: handle registration event 2\n"
+        f"{clock}: REGISTRAR: TERMINATED:{dn}\n"
+        + response(clock, dn, cseq=cseq, status="403 Forbidden")
+    )
+
+
+@pytest.mark.parametrize(
+    "trusted",
+    [accepted_by_annex, lambda clock, dn, cseq: accepted(clock, dn, cseq=cseq)],
+    ids=["annex", "trunk-dn"],
+)
+def test_a_refusal_after_an_acceptance_is_an_untrusted_gateway_again(
+    write_log,  # type: ignore[no-untyped-def]
+    trusted,
+) -> None:
+    """A trusted-gateway fix applied, then rolled back: the latest REGISTERs are refused for want
+    of a gateway, so the fix that auto picks is trusted-gateway again (no --force needed)."""
+    text = (
+        HEADER
+        + refused_untrusted("14:00:00.000", "5001", 1)
+        + refused_untrusted("14:00:00.100", "5002", 1)
+        + trusted("14:10:00.000", "5001", 2)
+        + trusted("14:10:00.100", "5002", 2)
+        + refused_untrusted("14:20:00.000", "5001", 3)
+        + refused_untrusted("14:20:00.100", "5002", 3)
+    )
+    diagnosis = diagnose_logs([write_log(text)], ["5001", "5002"])
+    for item in diagnosis.dns:
+        assert item.in_service is False
+        assert item.root_cause.code is RootCause.UNTRUSTED_GATEWAY
+        assert item.recommendation.fix is Fix.TRUSTED_GATEWAY
+        assert Fix.TRUNK in item.recommendation.alternatives
+        assert "SIP Server no longer trusts 192.168.210.54" in item.root_cause.summary
+        whose = "its" if item.dn == "5002" else "DN 5002's"  # the latest acceptance from there
+        assert f"accepted {whose} REGISTER from 192.168.210.54 at 2026-02-02 14:10:00.100" in (
+            item.root_cause.summary
+        )
+        evidence = [line.text for line in item.root_cause.evidence]
+        assert "14:10:00.100: SIPTR: Received [0,UDP] 420 bytes from 192.168.210.54:5060 <<<<<" in (
+            evidence
+        )
+        assert "SIP/2.0 403 Forbidden" in evidence
+        assert "were accepted until 2026-02-02 14:10:00.100" in item.recommendation.reason
+    # Diagnosed alone, a DN's own earlier acceptance is enough.
+    (alone,) = diagnose_logs([write_log(text)], ["5001"]).dns
+    assert alone.root_cause.code is RootCause.UNTRUSTED_GATEWAY
+    assert "accepted its REGISTER from 192.168.210.54 at 2026-02-02 14:10:00.000" in (
+        alone.root_cause.summary
+    )
+
+
+def test_a_refusal_older_than_an_acceptance_from_the_same_address_is_not_about_trust(
+    write_log,  # type: ignore[no-untyped-def]
+) -> None:
+    """5002 was accepted from the gateway's address after 5001's refusal: that address is trusted
+    now, so trusting it cannot be what 5001 needs."""
+    text = (
+        HEADER
+        + refused_untrusted("14:00:00.000", "5001", 1)
+        + accepted_by_annex("14:00:00.100", "5002", 1)
+        + refused_untrusted("14:20:00.000", "5001", 2)
+        + accepted_by_annex("14:20:00.100", "5002", 2)
+    )
+    failing, working = diagnose_logs([write_log(text)], ["5001", "5002"]).dns
+    assert failing.root_cause.code is RootCause.REGISTRATION_REFUSED
+    assert failing.recommendation.fix is Fix.NONE
+    assert working.root_cause.code is RootCause.IN_SERVICE
+
+
 def test_dn_not_configured(write_log) -> None:  # type: ignore[no-untyped-def]
     text = (
         HEADER

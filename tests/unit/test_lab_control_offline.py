@@ -7,6 +7,7 @@ the integration tests keep running on the same addresses.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -132,11 +133,13 @@ def test_up_refuses_a_taken_udp_port(layout: LabLayout) -> None:
 
 def test_up_refuses_a_port_held_by_a_wildcard_bind(layout: LabLayout) -> None:
     """A process bound to 0.0.0.0 holds the port on every loopback address too."""
-    a = layout.addresses
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
-        taken.bind(("0.0.0.0", a.softphone_port))
+        # A port the system picks: a fixed one held on 0.0.0.0 would be taken from every other lab
+        # on this machine too (another xdist worker's included).
+        taken.bind(("0.0.0.0", 0))
+        a = dataclasses.replace(layout.addresses, softphone_port=taken.getsockname()[1])
         with pytest.raises(LabError) as raised:
-            control.up(layout)
+            control.up(LabLayout(layout.root, a))
     assert f"{a.genesys_host}:{a.softphone_port}/udp (genesys/softphone)" in raised.value.message
     assert f"pid {os.getpid()}" in raised.value.message
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime
-import re
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,17 @@ from remediate.inventory import (
     Site,
     TrustedGatewayOptions,
 )
-from remediate.transport.ssh import SSHSettings
-from remediate.transport.winrm import WinRMSettings
+from remediate.lab.winrm.cmd import WindowsShell
+from remediate.lab.winrm.powershell import ServiceControls
+from remediate.transport.settings import SSHSettings, WinRMSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from winrm_host_double import TempDirWindowsHost
 
 IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
 NOW = datetime.datetime(2026, 2, 2, 14, 0, 0, tzinfo=IST)
 LOG_NAME = "SIP_P-001.20260202_135459_850.log"
+LOG_DIR = "D:\\gcti_logs\\SIP_P"
 
 
 def test_durations_and_since() -> None:
@@ -60,9 +66,15 @@ def test_contact_hosts(value: str, host: str) -> None:
     assert live._address_host(value) == host
 
 
+def _logged(marker: str, message: str) -> str:
+    """`message` (its last line the blank one that ends it) as SIP Server logs it: a marker line
+    with its size on the wire, where every line ends with CRLF, then its lines."""
+    return marker.format(size=len(message.replace("\n", "\r\n"))) + "\n" + message
+
+
 def _register(dn: str, source: str, call_id: str, expires: int, clock: str) -> str:
-    return (
-        f"{clock}: SIPTR: Received [0,UDP] 400 bytes from {source} <<<<<\n"
+    return _logged(
+        f"{clock}: SIPTR: Received [0,UDP] {{size}} bytes from {source} <<<<<",
         "REGISTER sip:127.0.0.81:5060 SIP/2.0\n"
         f"Via: SIP/2.0/UDP {source};branch=z9hG4bK{call_id}\n"
         f"From: <sip:{dn}@127.0.0.81>;tag=1\n"
@@ -72,19 +84,19 @@ def _register(dn: str, source: str, call_id: str, expires: int, clock: str) -> s
         f"Contact: <sip:{dn}@{source}>\n"
         f"Expires: {expires}\n"
         "User-Agent: UA\n"
-        "Content-Length: 0\n\n"
+        "Content-Length: 0\n\n",
     )
 
 
 def _response(dn: str, source: str, call_id: str, code: str, clock: str) -> str:
-    return (
-        f"{clock}: Sending  [0,UDP] 300 bytes to {source} >>>>>\n"
+    return _logged(
+        f"{clock}: Sending  [0,UDP] {{size}} bytes to {source} >>>>>",
         f"SIP/2.0 {code}\n"
         f"Via: SIP/2.0/UDP {source};branch=z9hG4bK{call_id}\n"
         f"To: <sip:{dn}@127.0.0.81>;tag=2\n"
         f"Call-ID: {call_id}\n"
         "CSeq: 1 REGISTER\n"
-        "Content-Length: 0\n\n"
+        "Content-Length: 0\n\n",
     )
 
 
@@ -109,8 +121,10 @@ LOG = (
     + "13:55:02.001: SIPTS: handle registration event 2\n"
     + "13:55:02.001: REGISTRAR: TERMINATED:5003\n"
     + _response("5003", "127.0.0.54:5060", "b1", "200 OK", "13:55:02.002")
-    + "13:55:03.000: SIPTR: Received [0,UDP] 200 bytes from 10.0.0.9:5060 <<<<<\n"
-    + "INVITE sip:5002@127.0.0.81 SIP/2.0\nCall-ID: x\nCSeq: 1 INVITE\nContent-Length: 0\n\n"
+    + _logged(
+        "13:55:03.000: SIPTR: Received [0,UDP] {size} bytes from 10.0.0.9:5060 <<<<<",
+        "INVITE sip:5002@127.0.0.81 SIP/2.0\nCall-ID: x\nCSeq: 1 INVITE\nContent-Length: 0\n\n",
+    )
     + "13:55:11.000: SIPTS: handle registration event 1\n"
     + "13:55:11.000: REGISTRAR: EXPIRED:\n"
     + "\tAOR: sip:5002@127.0.0.81\n"
@@ -119,21 +133,23 @@ LOG = (
 )
 
 
-def _host_side_filter(text: str, dns: list[str]) -> bytes:
-    """What the host sends back: the script's regex run over the file (the .NET constructs it
-    uses mean the same in Python), one match per output line as PowerShell prints them."""
-    command = powershell.read_log_filtered(
-        "D:\\gcti_logs\\SIP_P", LOG_NAME, live.ANCHOR_PATTERNS, dns
-    )
-    literal = re.search(r"\[regex\]::Matches\(\$t, '((?:[^']|'')*)'\)", command.script)
-    assert literal is not None
-    pattern = literal.group(1).replace("''", "'")
-    matches = [m.group(0) for m in re.finditer(pattern, text.replace("\n", "\r\n"))]
-    return "".join(match.rstrip("\r\n") + "\r\n" for match in matches).encode()
+def host_side_filter(text: str, dns: list[str]) -> bytes:
+    """What the host sends back for a segment holding `text` (written with CRLF line ends, as SIP
+    Server writes it): the product's command run by the lab's cmd.exe and PowerShell."""
+    command = powershell.read_log_filtered(LOG_DIR, LOG_NAME, live.ANCHOR_PATTERNS, dns)
+    with tempfile.TemporaryDirectory() as root:
+        host = TempDirWindowsHost(Path(root))
+        log = host.windows_to_local(f"{LOG_DIR}\\{LOG_NAME}")
+        assert log is not None
+        log.parent.mkdir(parents=True)
+        log.write_bytes(text.replace("\n", "\r\n").encode())
+        result = WindowsShell(host, ServiceControls(), "remediate").run(command.command_line)
+    assert (result.exit_code, result.stderr) == (0, b"")
+    return result.stdout
 
 
 def test_host_side_filter_keeps_only_the_dns_transactions_and_expiries() -> None:
-    filtered = _host_side_filter(LOG, ["5002", "1003"])
+    filtered = host_side_filter(LOG, ["5002", "1003"])
     assert b"5003" not in filtered and b"INVITE" not in filtered
     assert b"Check point" in filtered and b"Application name: SIP_P" in filtered
     assert len(filtered) < len(LOG) * 0.8
@@ -198,7 +214,7 @@ def _site() -> Site:
 def _evidence(
     service: str = "Running", trunk: bool = False, route: bool = True
 ) -> live.LiveEvidence:
-    filtered = _host_side_filter(LOG.split("13:55:11.000")[0], ["5002"])
+    filtered = host_side_filter(LOG.split("13:55:11.000")[0], ["5002"])
     evidence = live.LiveEvidence(site="lab", dns=["5002"])
     evidence.service = ServiceState("TSrvSIP64", service, "Genesys SIP Server")
     evidence.history = logs.registrations(logs.read_stream([filtered], LOG_NAME), ["5002"])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from remediate.errors import InputError
-from remediate.journal import Owner
+from remediate.journal import Journal, Owner, RunStatus
 from remediate.lock import (
     LocalLock,
     LockedError,
@@ -26,7 +27,7 @@ from remediate.lock import (
 )
 from remediate.state import StateDir
 from remediate.status import ExitStatus
-from remediate.transport.ssh import SSHSettings
+from remediate.transport.settings import SSHSettings
 
 TTL = timedelta(minutes=30)
 CONTEXT = multiprocessing.get_context("fork")
@@ -164,18 +165,86 @@ def test_staleness() -> None:
     now = datetime(2026, 12, 5, 17, 0, tzinfo=UTC)
     later, earlier = now + timedelta(minutes=1), now - timedelta(minutes=1)
     # Another host: only the expiry can tell.
-    assert holder("ctl-elsewhere", 1234, later).stale_reason(now) is None
-    reason = holder("ctl-elsewhere", 1234, earlier).stale_reason(now)
+    assert holder("ctl-elsewhere", 1234, later).stale_reason(now, "/mine") is None
+    reason = holder("ctl-elsewhere", 1234, earlier).stale_reason(now, "/mine")
     assert reason is not None and "expired at 2026-12-05T16:59:00Z" in reason
     # This host: a live holder keeps its lock even past expiry; a dead one loses it at once.
     here = socket.gethostname()
-    assert holder(here, os.getpid(), earlier).stale_reason(now) is None
+    assert holder(here, os.getpid(), earlier).stale_reason(now, "/mine") is None
     dead = CONTEXT.Process(target=os.getpid)
     dead.start()
     dead.join(30)
     assert dead.pid is not None
-    reason = holder(here, dead.pid, later).stale_reason(now)
+    reason = holder(here, dead.pid, later).stale_reason(now, "/mine")
     assert reason is not None and "no longer running" in reason
+
+
+def journaled_holder(state: StateDir, status: RunStatus | None, site: str = "lab") -> LockHolder:
+    """The lock of a run of this process journaled in `state`: finished as `status`, or still
+    running (None). Its holder process (this one) is alive, as in a long-lived controller."""
+    journal = Journal.start(state, site=site, dns=["5001"], fix="trusted-gateway")
+    if status is not None:
+        journal.finish(status)
+    journal.close()
+    now = datetime.now(UTC).replace(microsecond=0)
+    return LockHolder(
+        site="lab",
+        run_id=journal.run_id,
+        change_id=None,
+        owner=Owner.current(),
+        acquired=now,
+        expires=now + TTL,
+        state_dir=str(state.path),
+    )
+
+
+def test_a_lock_whose_run_ended_is_stale_though_its_process_lives(tmp_path: Path) -> None:
+    # A long-lived controller (the API, a fleet) whose run ended while the target was unreachable:
+    # its lock stayed there; its record in its state directory says the run ended.
+    other = StateDir.open(tmp_path / "other-controller")
+    now = datetime.now(UTC)
+    for status in (RunStatus.FAILED_BEFORE_CHANGE, RunStatus.COMMITTED, RunStatus.ROLLED_BACK):
+        ended = journaled_holder(other, status)
+        reason = ended.stale_reason(now, str(tmp_path / "mine"))
+        assert reason is not None
+        assert f"its run ended ({status.value}, as its record in {other.path} says)" in reason
+    # Still running (its process alive): a live run's lock is never taken over.
+    running = journaled_holder(other, None)
+    assert running.stale_reason(now, str(tmp_path / "mine")) is None
+    # A record that is not the lock's run (another site's record under that id) proves nothing.
+    foreign = journaled_holder(other, RunStatus.COMMITTED, site="mumbai")
+    assert foreign.stale_reason(now, str(tmp_path / "mine")) is None
+
+
+def test_a_lock_whose_record_cannot_be_read_is_respected_until_it_expires(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    owner = Owner(host="ctl2.example", pid=4242, operator="ops", boot_id=None, pid_start=None)
+    missing = LockHolder(
+        "lab", "20261205T163000Z-aaaa", None, owner, now - TTL, now + TTL, str(tmp_path / "ctl2")
+    )
+    assert missing.stale_reason(now, str(tmp_path / "mine")) is None
+    expired = missing.stale_reason(now + 2 * TTL, str(tmp_path / "mine"))
+    assert expired is not None and "expired at" in expired
+    # The same path on another host names another directory than ours: not proof of an end.
+    mine = StateDir.open(tmp_path / "mine")
+    assert (
+        dataclasses.replace(missing, state_dir=str(mine.path)).stale_reason(now, str(mine.path))
+        is None
+    )
+
+
+def test_a_lock_of_this_state_directory_without_a_running_record_is_stale(
+    state: StateDir,
+) -> None:
+    # Its run held this directory's local lock on the site; the taker holds it now, so that run
+    # is not running, even with no record left to say so (its run directory pruned).
+    now = datetime.now(UTC)
+    owner = Owner.current()
+    gone = LockHolder("lab", "20261205T163000Z-aaaa", None, owner, now, now + TTL, str(state.path))
+    reason = gone.stale_reason(now, str(state.path))
+    assert reason == "its run, from this state directory, has ended and left no record there"
+    # A record there saying it still runs, its process alive: refused.
+    assert journaled_holder(state, None).stale_reason(now, str(state.path)) is None
 
 
 def test_a_torn_or_foreign_body_names_no_holder() -> None:

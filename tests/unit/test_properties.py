@@ -35,6 +35,7 @@ from remediate.errors import InputError
 from remediate.genesys import powershell as ps
 from remediate.lab.sip import build_request, build_response, parse_message
 from remediate.lab.winrm import pslang
+from remediate.lab.winrm.powershell import dotnet_substitution
 
 REPO = Path(__file__).resolve().parents[2]
 CONTEXT = "from-genesys"
@@ -200,14 +201,17 @@ def _string_tokens(script: str) -> list[str]:
 
 
 def _register_block(dn: str) -> str:
-    return (
-        "13:55:31.501: SIPTR: Received [0,UDP] 420 bytes from 127.0.0.54:5060 <<<<<\r\n"
+    message = (
         "REGISTER sip:127.0.0.81:5060 SIP/2.0\r\n"
         f"To: <sip:{dn}@127.0.0.81>\r\n"
         "CSeq: 7 REGISTER\r\n"
         "Content-Length: 0\r\n"
         "\r\n"
     )
+    marker = (
+        f"13:55:31.501: SIPTR: Received [0,UDP] {len(message)} bytes from 127.0.0.54:5060 <<<<<"
+    )
+    return f"{marker}\r\n{message}"
 
 
 @given(dns=st.lists(DN_TEXT, min_size=1, max_size=3, unique=True), other=DN_TEXT)
@@ -220,10 +224,12 @@ def test_the_host_side_log_filter_selects_exactly_the_dns_blocks(
         assert validate_dn(dn) == dn
     command = ps.read_log_filtered("D:\\gcti_logs\\SIP_P", "SIP_P-001.log", ["REGISTRAR"], dns)
     strings = _string_tokens(command.script)
-    regex = next(text for text in strings if text.startswith("(?m)"))
+    _, regex, replacement = strings
+    pattern = re.compile(regex)
+    keep = dotnet_substitution(pattern, replacement)
     for dn in [*dns, other, dns[0] + "0", "x" + dns[0]]:
         block = _register_block(dn)
-        selected = any(m.group() == block for m in re.finditer(regex, "Header: x\r\n\r\n" + block))
+        selected = block in pattern.sub(keep, "Header: x\r\n\r\n" + block)
         assert selected is (dn in dns), (dn, dns)
 
 

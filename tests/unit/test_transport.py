@@ -7,8 +7,9 @@ import pytest
 from remediate.errors import InputError
 from remediate.status import ExitStatus
 from remediate.transport import CommandResult, TransportError, transport_class
-from remediate.transport.ssh import SSHTransport, ssh_options
-from remediate.transport.winrm import WinRMSettings, WinRMTransport, check_settings
+from remediate.transport.settings import WinRMSettings, check_settings, ssh_options
+from remediate.transport.ssh import SSHTransport
+from remediate.transport.winrm import WinRMTransport
 
 
 def test_ok_is_the_exit_code_never_stderr() -> None:

@@ -96,7 +96,7 @@ def test_winrm_relaxations_are_refused_unless_set_and_then_logged(
         extra = {"remediate_allow_insecure_winrm": True} if not lab else {}
         with caplog.at_level(logging.WARNING):
             load_site(_inventory(tmp_path, {**values, **extra}, lab=lab))
-        (record,) = [r for r in caplog.records if r.name == "remediate.transport.winrm"]
+        (record,) = [r for r in caplog.records if r.name == "remediate.transport.settings"]
         assert record.levelno == logging.WARNING
         assert "genesys-x" in record.getMessage() and setting in record.getMessage()
 

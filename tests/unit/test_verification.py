@@ -24,8 +24,7 @@ from remediate.genesys import logs
 from remediate.journal import Journal, RunRecord, read_run
 from remediate.state import StateDir
 from remediate.status import ExitStatus
-from remediate.transport.ssh import SSHSettings
-from remediate.transport.winrm import WinRMSettings
+from remediate.transport.settings import SSHSettings, WinRMSettings
 from remediate.verification import judge, remote, sip
 from remediate.verification.context import run_fix, run_since
 from remediate.verification.runner import (

@@ -1,10 +1,12 @@
 """The lab's PowerShell: runs the parsed subset (see `pslang`) against a `WindowsHost`.
 
 Values are Python objects standing in for the .NET objects the real cmdlets return (a service
-controller, a FileInfo, a DateTime, a NetUDPEndpoint, a regex Match), each with only the members the
-product's scripts touch. Errors are error records written to stderr as CLIXML, as powershell.exe
-does when its output is redirected; the exit code follows powershell.exe's rules (1 after a
-terminating error or when the last statement failed, the number given to `exit`).
+controller, a FileInfo, a DateTime, a NetUDPEndpoint), each with only the members the product's
+scripts touch; `[regex]::Replace` runs the pattern with Python's `re` (the product keeps to the
+syntax both engines share) and substitutes as .NET does. Errors are error records written to
+stderr as CLIXML, as powershell.exe does when its output is redirected; the exit code follows
+powershell.exe's rules (1 after a terminating error or when the last statement failed, the number
+given to `exit`).
 """
 
 from __future__ import annotations
@@ -235,23 +237,6 @@ class RecordValue(PSObject):
 
 
 @dataclass
-class MatchValue(PSObject):
-    match: re.Match[str]
-    type_name = "System.Text.RegularExpressions.Match"
-
-    def properties(self) -> dict[str, Callable[[], object]]:
-        return {
-            "value": lambda: self.match.group(0),
-            "index": lambda: self.match.start(),
-            "length": lambda: len(self.match.group(0)),
-            "success": lambda: True,
-        }
-
-    def text(self) -> str:
-        return self.match.group(0)
-
-
-@dataclass
 class ServiceControls:
     """Service control requests in flight, shared by every command of one endpoint."""
 
@@ -410,6 +395,41 @@ def composite_format(pattern: str, values: Sequence[object]) -> str:
             out.append(char)
             index += 1
     return "".join(out)
+
+
+_SUBSTITUTION = re.compile(r"\$(?:\$|&|\{(\w+)\}|([0-9]+))")
+
+
+def dotnet_substitution(
+    pattern: re.Pattern[str], replacement: str
+) -> Callable[[re.Match[str]], str]:
+    """.NET's replacement pattern for `pattern`: `$$`, `$&`, `${group}` and `$number` (all of its
+    digits) substitute; an unmatched group is empty, and a `$` that names no group stays itself.
+    `$``, `$'`, `$+` and `$_` are outside the lab's PowerShell."""
+    if re.search(r"\$[`'+_]", replacement):
+        raise PSError("$`, $', $+ and $_ substitutions are outside the lab's PowerShell.")
+    parts: list[str | int] = []
+    position = 0
+    for found in _SUBSTITUTION.finditer(replacement):
+        parts.append(replacement[position : found.start()])
+        position = found.end()
+        name = found.group(1) or found.group(2)
+        if found.group() == "$$":
+            parts.append("$")
+        elif found.group() == "$&":
+            parts.append(0)
+        elif name.isdigit() and int(name) <= pattern.groups:
+            parts.append(int(name))
+        elif name in pattern.groupindex:
+            parts.append(pattern.groupindex[name])
+        else:
+            parts.append(found.group())
+    parts.append(replacement[position:])
+
+    def substitute(match: re.Match[str]) -> str:
+        return "".join(part if isinstance(part, str) else match.group(part) or "" for part in parts)
+
+    return substitute
 
 
 def _flatten(value: object) -> list[object]:
@@ -678,15 +698,16 @@ class PowerShell:
         type_name = node.type_name.lower()
         if (
             type_name in ("regex", "system.text.regularexpressions.regex")
-            and node.name.lower() == "matches"
+            and node.name.lower() == "replace"
         ):
-            if len(arguments) != 2:
-                raise _method_error("Matches", len(arguments), "Wrong number of arguments")
+            if len(arguments) != 3:
+                raise _method_error("Replace", len(arguments), "Wrong number of arguments")
             try:
                 pattern = re.compile(to_text(arguments[1]))
             except re.error as error:
-                raise _method_error("Matches", 2, f'parsing "{arguments[1]}" - {error}') from error
-            return [MatchValue(match) for match in pattern.finditer(to_text(arguments[0]))]
+                raise _method_error("Replace", 3, f'parsing "{arguments[1]}" - {error}') from error
+            substitute = dotnet_substitution(pattern, to_text(arguments[2]))
+            return pattern.sub(substitute, to_text(arguments[0]))
         raise PSError(
             f"[{node.type_name}]::{node.name} is outside the lab's PowerShell.",
             category="InvalidOperation",
