@@ -28,8 +28,12 @@ recorded on the test that started it (user property "lab start") and printed at 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -174,3 +178,21 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         return
     for name in active_faults(manager.shared):
         control.fault(manager.shared, name, False)
+
+
+@contextmanager
+def ssh_control_dir() -> Iterator[Path]:
+    """A short directory (a Unix socket path holds 107 bytes) for the ssh ControlPersist sockets of
+    the ansible-playbook runs a test starts; their masters are closed at the end."""
+    directory = Path(tempfile.mkdtemp(prefix="rmd-cp-"))
+    try:
+        yield directory
+    finally:
+        for socket_path in directory.iterdir():
+            subprocess.run(
+                ["ssh", "-O", "exit", "-o", f"ControlPath={socket_path}", "lab"],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+        shutil.rmtree(directory, ignore_errors=True)

@@ -8,16 +8,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ssh_control_dir
 
 from remediate.lab import control
 from remediate.lab.layout import LabLayout
@@ -36,17 +35,8 @@ RECAP = re.compile(
 
 @pytest.fixture(scope="module")
 def control_dir() -> Iterator[Path]:
-    """Where ansible's ssh ControlPersist sockets go; their masters are closed at the end."""
-    directory = Path(tempfile.mkdtemp(prefix="rmd-pb-"))
-    yield directory
-    for socket_path in directory.iterdir():
-        subprocess.run(
-            ["ssh", "-O", "exit", "-o", f"ControlPath={socket_path}", "lab"],
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
-    shutil.rmtree(directory, ignore_errors=True)
+    with ssh_control_dir() as directory:
+        yield directory
 
 
 class Run:

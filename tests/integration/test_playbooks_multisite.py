@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +25,7 @@ from typing import Any
 import ansible_runner
 import pytest
 import yaml
-from conftest import LabManager
+from conftest import LabManager, ssh_control_dir
 
 from remediate.lab import control
 from remediate.lab import fleet as lab_fleet
@@ -68,18 +65,8 @@ class Job:
 
 @pytest.fixture
 def control_dir() -> Iterator[Path]:
-    """ssh ControlPersist sockets (a short path: a Unix socket holds 107 bytes); their masters are
-    closed at the end."""
-    directory = Path(tempfile.mkdtemp(prefix="rmd-ms-"))
-    yield directory
-    for socket_path in directory.iterdir():
-        subprocess.run(
-            ["ssh", "-O", "exit", "-o", f"ControlPath={socket_path}", "lab"],
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
-    shutil.rmtree(directory, ignore_errors=True)
+    with ssh_control_dir() as directory:
+        yield directory
 
 
 @pytest.fixture

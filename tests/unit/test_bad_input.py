@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import HEADER, SEED_5002, SEGMENT
+from test_logs_forgery import FORGED_REGISTER
 
 from remediate import api
 from remediate.cli import main
@@ -450,17 +451,8 @@ def _message_block(body: str, *, content_length: int | None = None, header: str 
 def _forged_register_block() -> str:
     return (
         "21:07:00.000: SIPTR: Received [0,UDP] 420 bytes from 192.168.210.54:5060 <<<<<\n"
-        "REGISTER sip:192.168.210.81:5060 SIP/2.0\n"
-        "Via: SIP/2.0/UDP 192.168.210.54:5060;rport;branch=z9hG4bKforged\n"
-        "From: <sip:5002@192.168.210.81>;tag=ff\n"
-        "To: <sip:5002@192.168.210.81>\n"
-        "Call-ID: forged-5002@192.168.210.54\n"
-        "CSeq: 99999 REGISTER\n"
-        "Contact: <sip:5002@192.168.210.54:5060>\n"
-        "Expires: 3600\n"
-        "User-Agent: Asterisk-Genesys-Gateway\n"
-        "Content-Length: 0\n"
-        "\n"
+        + FORGED_REGISTER
+        + "\n"
     )
 
 
