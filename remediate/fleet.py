@@ -443,8 +443,25 @@ def _no_hooks(_site: str) -> engine.Hooks:
     return engine.Hooks()
 
 
-def _batched(hooks: engine.Hooks, batcher: PlaybookBatcher) -> engine.Hooks:
-    return replace(hooks, run_playbook=batcher)
+def _run_batched(
+    names: Sequence[str],
+    loaded: Mapping[str, Site | RemediateError],
+    hooks_for: HooksFor,
+    run_one: Callable[[str, Site, engine.Hooks], SiteResult],
+    parallel: int,
+    max_failed: int | None,
+) -> tuple[list[SiteResult], Stop | None]:
+    """`run_sites` with every site's playbooks handed to one `PlaybookBatcher`."""
+    batcher = PlaybookBatcher()
+
+    def run_site(name: str) -> SiteResult:
+        site = loaded[name]
+        if isinstance(site, RemediateError):
+            raise site
+        with batcher.member():
+            return run_one(name, site, replace(hooks_for(name), run_playbook=batcher))
+
+    return run_sites(names, run_site, parallel=parallel, max_failed=max_failed)
 
 
 def apply(
@@ -481,17 +498,10 @@ def apply(
     names = select_sites(path, sites)
     loaded = _load_sites(path, names, options.vault_password_file)
 
-    batcher = PlaybookBatcher()
+    def apply_site(name: str, site: Site, hooks: engine.Hooks) -> SiteResult:
+        return SiteResult.from_report(name, engine.apply_fix(site, state, options, hooks))
 
-    def run_site(name: str) -> SiteResult:
-        site = loaded[name]
-        if isinstance(site, RemediateError):
-            raise site
-        with batcher.member():
-            report = engine.apply_fix(site, state, options, _batched(hooks_for(name), batcher))
-        return SiteResult.from_report(name, report)
-
-    results, stopped = run_sites(names, run_site, parallel=parallel, max_failed=max_failed)
+    results, stopped = _run_batched(names, loaded, hooks_for, apply_site, parallel, max_failed)
     return _report("apply", options, parallel, max_failed, results, stopped, started)
 
 
@@ -516,18 +526,13 @@ def plan(
     names = select_sites(path, sites)
     loaded = _load_sites(path, names, options.vault_password_file)
 
-    batcher = PlaybookBatcher()
-
-    def run_site(name: str) -> SiteResult:
-        site = loaded[name]
-        if isinstance(site, RemediateError):
-            raise site
+    def plan_site(name: str, site: Site, hooks: engine.Hooks) -> SiteResult:
         began = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="remediate-plan-") as work, batcher.member():
-            made = engine.make_plan(site, options, _batched(hooks_for(name), batcher), Path(work))
+        with tempfile.TemporaryDirectory(prefix="remediate-plan-") as work:
+            made = engine.make_plan(site, options, hooks, Path(work))
         return SiteResult.from_plan(name, made, time.monotonic() - began, detailed_exitcode)
 
-    results, stopped = run_sites(names, run_site, parallel=parallel, max_failed=max_failed)
+    results, stopped = _run_batched(names, loaded, hooks_for, plan_site, parallel, max_failed)
     return _report("plan", options, parallel, max_failed, results, stopped, started)
 
 
