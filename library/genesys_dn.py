@@ -1,5 +1,8 @@
-#!/usr/bin/python
-"""Ansible module: a Genesys DN (e.g. a Trunk DN) and its annex, through GAX."""
+"""Ansible module: a Genesys DN (e.g. a Trunk DN) and its annex, through GAX.
+
+Documentation only: the task is an action plugin (action_plugins/genesys_dn.py, code in
+remediate/actions.py), run by ansible-playbook itself on the controller.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ description:
   - Ensures the DN C(name) exists on switch C(switch), of type C(dn_type), with the annex options
     C(options) (other options of an existing DN are kept), or that it does not exist.
   - A DN of that name on the switch with another type is refused, never converted.
-  - Runs on the controller (delegated to localhost) with the Python that has the C(remediate)
-    package. Supports check mode and diff mode.
+  - Runs on the controller, inside ansible-playbook (an action plugin), so the Python that runs
+    ansible-playbook must have the C(remediate) package. Supports check mode and diff mode.
 options:
   connection:
     description: The Genesys host's inventory variables (role remediate builds it).
@@ -69,115 +72,3 @@ after:
   type: dict
   returned: always
 """
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (after the documentation, as Ansible wants)
-
-try:
-    from remediate.changes import (
-        CFG_DN,
-        CFG_SWITCH,
-        AnnexOption,
-        annex_with,
-        connection_argument_spec,
-        dn_on_switch,
-        failure,
-        new_dn,
-        object_label,
-        object_text,
-    )
-    from remediate.errors import RemediateError
-    from remediate.genesys.gax import GaxClient
-    from remediate.inventory import genesys_host_from_variables
-
-    IMPORT_ERROR = None
-except ImportError as error:  # reported by main(), with the fix
-    IMPORT_ERROR = error
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec={
-            "connection": connection_argument_spec() if IMPORT_ERROR is None else {"type": "dict"},
-            "name": {"type": "str", "required": True},
-            "switch": {"type": "str", "required": True},
-            "dn_type": {"type": "str", "default": "CFGTrunk"},
-            "options": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
-                    "section": {"type": "str", "required": True},
-                    "key": {"type": "str", "required": True, "no_log": False},
-                    "value": {"type": "str", "required": True},
-                },
-            },
-            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
-        },
-        supports_check_mode=True,
-    )
-    if IMPORT_ERROR is not None:
-        module.fail_json(
-            msg=f"the remediate package cannot be imported: {IMPORT_ERROR}",
-            reference="module-python-without-remediate",
-            hint="run the task on the controller with ansible_python_interpreter: "
-            '"{{ ansible_playbook_python }}"',
-        )
-    params = module.params
-    options = [
-        AnnexOption(item["section"], item["key"], item["value"]) for item in params["options"]
-    ]
-    label = object_label(CFG_DN, params["name"])
-    try:
-        connection = params["connection"]
-        genesys = genesys_host_from_variables(
-            connection["inventory_host"], connection, source="its inventory variables"
-        )
-        with GaxClient(genesys.gax) as gax:
-            switch = gax.find(CFG_SWITCH, params["switch"])
-            if switch is None:
-                module.fail_json(
-                    msg=f"gax-not-found: there is no switch {params['switch']!r}",
-                    reference="gax-not-found",
-                    hint="check genesys_switch in the inventory",
-                )
-            before = dn_on_switch(gax.find_all(CFG_DN, params["name"]), switch)
-            if before is not None and before.get("dntype") != params["dn_type"]:
-                module.fail_json(
-                    msg=f"dn-wrong-type: {label} on switch {params['switch']} is a "
-                    f"{before.get('dntype')}, not a {params['dn_type']}",
-                    reference="dn-wrong-type",
-                    hint="pick another DN name (genesys_trunk_name) or change that DN by hand",
-                    before=before,
-                )
-            if params["state"] == "absent":
-                desired = None
-            elif before is None:
-                desired = new_dn(params["name"], switch, params["dn_type"], options)
-            else:
-                desired = annex_with(before, options, present=True)
-            changed = desired != before
-            after = desired
-            if changed and not module.check_mode:
-                if desired is None:
-                    gax.delete(CFG_DN, before["dbid"])
-                elif before is None:
-                    after = gax.create(desired)
-                else:
-                    after = gax.update(desired)
-    except RemediateError as error:
-        module.fail_json(**failure(error))
-    module.exit_json(
-        changed=changed,
-        before=before,
-        after=after,
-        diff={
-            "before": object_text(before),
-            "after": object_text(after),
-            "before_header": label,
-            "after_header": label,
-        },
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -9,8 +9,6 @@
 - Text renderings of objects and annexes, for `--diff`.
 - Dialplan: which DNs an extensions.conf context already routes, outside remediate's own managed
   block, so a fix never adds a second priority 1 for an extension that already has one.
-- The bridge between Ansible modules and the product: the inventory variables a Genesys module
-  takes (its role passes them), and a RemediateError as a module failure.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remediate.asterisk import conf
-from remediate.errors import InputError, RemediateError
+from remediate.errors import InputError
 from remediate.genesys.gax import CfgObject, annex_options, annex_value, with_annex_option
 
 CFG_SWITCH = "CfgSwitch"
@@ -246,68 +244,3 @@ def dialplan_coverage(
 def pattern_misses(pattern: str, dns: Sequence[str]) -> list[str]:
     """The DNs that the extension `pattern` does not match."""
     return [dn for dn in dns if not conf.extension_matches(pattern, dn)]
-
-
-# Ansible modules ---------------------------------------------------------------------------------
-
-GENESYS_SECRET_VARIABLES = ("ansible_password", "genesys_gax_password")
-"""Passed to the modules with no_log."""
-
-GENESYS_CONNECTION_VARIABLES = (
-    "ansible_host",
-    "ansible_port",
-    "ansible_user",
-    "ansible_password",
-    "ansible_winrm_scheme",
-    "ansible_winrm_transport",
-    "ansible_winrm_server_cert_validation",
-    "ansible_winrm_ca_trust_path",
-    "ansible_winrm_operation_timeout_sec",
-    "ansible_winrm_read_timeout_sec",
-    "ansible_winrm_kerberos_delegation",
-    "ansible_winrm_kerberos_hostname_override",
-    "ansible_winrm_credssp_disable_tlsv1_2",
-    "genesys_application",
-    "genesys_service_name",
-    "genesys_service_control",
-    "genesys_mlcmd_executable",
-    "genesys_config_server_host",
-    "genesys_config_server_port",
-    "genesys_log_dir",
-    "genesys_log_prefix",
-    "genesys_switch",
-    "genesys_sip_address",
-    "genesys_sip_port",
-    "genesys_softphone_port",
-    "genesys_gax_url",
-    "genesys_gax_user",
-    "genesys_gax_password",
-    "genesys_gax_ca_path",
-    "genesys_gax_cert_validation",
-    "genesys_gax_timeout",
-    "remediate_lab",
-    "remediate_allow_insecure_winrm",
-    "remediate_allow_insecure_gax",
-    "remediate_winrm_command_timeout",
-    "remediate_winrm_retries",
-)
-"""The Genesys host's inventory variables a module builds its settings from (as
-`remediate.inventory` does); the role `remediate` passes them as the module's
-`connection`."""
-
-
-def connection_argument_spec() -> dict[str, Any]:
-    """The Ansible argument spec of a module's `connection` option: the inventory variables above
-    plus `inventory_host`, values as the inventory gives them (validated by the product)."""
-    options: dict[str, Any] = {"inventory_host": {"type": "str", "required": True}}
-    for name in GENESYS_CONNECTION_VARIABLES:
-        options[name] = {"type": "raw", "no_log": name in GENESYS_SECRET_VARIABLES}
-    return {"type": "dict", "required": True, "options": options}
-
-
-def failure(error: RemediateError) -> dict[str, Any]:
-    """The keyword arguments of `fail_json` for a product error: reference, message, hint."""
-    message = f"{error.reference}: {error.message}"
-    if error.hint:
-        message += f" (hint: {error.hint})"
-    return {"msg": message, "reference": error.reference, "hint": error.hint}

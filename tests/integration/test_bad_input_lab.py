@@ -193,24 +193,39 @@ def test_a_bad_inventory_value_stops_every_command(
 
 
 @pytest.mark.parametrize(
-    ("extra_vars", "message"),
+    ("playbook", "extra_vars", "message"),
     [
-        ({"remediate_dns": ["5001\n"]}, "remediate_dns must be a list of DN names"),
+        ("dialplan.yml", {"remediate_dns": ["5001\n"]}, "remediate_dns must be a list of DN names"),
         (
+            "dialplan.yml",
             {"remediate_dns": ["5001"], "asterisk_genesys_context": "from-genesys\n"},
             "the dialplan fix needs",
         ),
+        (
+            "trusted_gateway.yml",
+            {"remediate_dns": ["5001"], "asterisk_sip_address": "127.0.0.1 ; reboot"},
+            "asterisk_sip_address / asterisk_sip_port of asterisk-lab cannot be used: 127.0.0.1 ;",
+        ),
+        (
+            "restart.yml",
+            {"remediate_dns": ["5001"], "asterisk_sip_port": 70000},
+            "asterisk_sip_address / asterisk_sip_port of asterisk-lab cannot be used",
+        ),
     ],
-    ids=["dn-with-newline", "context-with-newline"],
+    ids=["dn-with-newline", "context-with-newline", "gateway-address", "gateway-port-on-restart"],
 )
 def test_playbooks_refuse_bad_extra_vars(
-    lab: LabLayout, tmp_path: Path, extra_vars: dict[str, Any], message: str
+    lab: LabLayout, tmp_path: Path, playbook: str, extra_vars: dict[str, Any], message: str
 ) -> None:
     """`$` in a Jinja `match` test accepts a trailing newline; the roles must not."""
     before = _estate(lab)
-    playbook = REPO / "playbooks" / "dialplan.yml"
     ansible_playbook = Path(sys.executable).with_name("ansible-playbook")
-    command = [str(ansible_playbook), "-i", str(lab.inventory_dir), str(playbook)]
+    command = [
+        str(ansible_playbook),
+        "-i",
+        str(lab.inventory_dir),
+        str(REPO / "playbooks" / playbook),
+    ]
     completed = subprocess.run(
         [*command, "-e", json.dumps(extra_vars)],
         capture_output=True,

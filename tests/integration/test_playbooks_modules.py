@@ -1,26 +1,21 @@
-"""The Genesys modules' main functions against the lab's real GAX and WinRM (one fresh lab for the
+"""The Genesys tasks (remediate.actions.run_task, what the action plugins run) against the lab's
+real GAX and WinRM (one fresh lab for the
 file): check mode changes nothing, a change is reported with before/after/diff, a second run
 changes nothing, rollback restores exactly, failures carry the product's reference."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
-from ansible.module_utils.testing import patch_module_args
 
-from remediate.changes import GENESYS_CONNECTION_VARIABLES
+from remediate.actions import GENESYS_CONNECTION_VARIABLES, run_task
 from remediate.lab import control
 from remediate.lab.layout import LabLayout
-
-LIBRARY = Path(__file__).resolve().parents[2] / "library"
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +24,6 @@ def estate(lab_factory: Any) -> Iterator[LabLayout]:
     yield layout
     for name in control.status(layout).faults:
         control.fault(layout, name, False)
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"library_{name}", LIBRARY / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def connection(layout: LabLayout) -> dict[str, Any]:
@@ -49,23 +36,10 @@ def connection(layout: LabLayout) -> dict[str, Any]:
 
 
 def run(
-    name: str,
-    layout: LabLayout,
-    args: dict[str, Any],
-    capsys: pytest.CaptureFixture[str],
-    *,
-    check: bool = False,
-    diff: bool = True,
+    name: str, layout: LabLayout, args: dict[str, Any], *, check: bool = False
 ) -> dict[str, Any]:
-    arguments = {"connection": connection(layout), **args}
-    if check:
-        arguments["_ansible_check_mode"] = True
-    arguments["_ansible_diff"] = diff
-    with patch_module_args(arguments), pytest.raises(SystemExit):
-        load(name).main()
-    output = capsys.readouterr().out
-    result: dict[str, Any] = json.loads(output)
-    assert "msg" not in result or "Unsupported parameters" not in result["msg"], result["msg"]
+    result = run_task(name, {"connection": connection(layout), **args}, check_mode=check)
+    assert result.get("reference") != "task-arguments-invalid", result["msg"]
     return result
 
 
@@ -99,21 +73,19 @@ def trust_args(layout: LabLayout, state: str = "present") -> dict[str, Any]:
     }
 
 
-def test_annex_option_check_apply_again_and_restore(
-    estate: LabLayout, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_annex_option_check_apply_again_and_restore(estate: LabLayout) -> None:
     gateway = estate.addresses.asterisk_host
     original = named(estate, "CfgSwitch", "SIP_P")
     cme_before = estate.cme_file.read_bytes()
 
-    checked = run("genesys_annex_option", estate, trust_args(estate), capsys, check=True)
+    checked = run("genesys_annex_option", estate, trust_args(estate), check=True)
     assert checked["changed"] is True
     assert annex(checked["after"])[("sip", "trusted-gateways")] == gateway
     assert f"+trusted-gateways = {gateway}" not in checked["diff"]["before"]
     assert f"trusted-gateways = {gateway}\n" in checked["diff"]["after"]
     assert estate.cme_file.read_bytes() == cme_before
 
-    applied = run("genesys_annex_option", estate, trust_args(estate), capsys)
+    applied = run("genesys_annex_option", estate, trust_args(estate))
     assert applied["changed"] is True
     assert applied["before"] == original
     assert annex(named(estate, "CfgSwitch", "SIP_P")) == {
@@ -123,14 +95,13 @@ def test_annex_option_check_apply_again_and_restore(
     }
     assert applied["after"] == named(estate, "CfgSwitch", "SIP_P")
 
-    again = run("genesys_annex_option", estate, trust_args(estate), capsys)
+    again = run("genesys_annex_option", estate, trust_args(estate))
     assert again["changed"] is False
 
     restored = run(
         "genesys_object_restore",
         estate,
         {"cfg_type": "CfgSwitch", "name": "SIP_P", "before": original},
-        capsys,
     )
     assert (restored["changed"], restored["action"]) == (True, "update")
     assert named(estate, "CfgSwitch", "SIP_P") == original
@@ -139,27 +110,24 @@ def test_annex_option_check_apply_again_and_restore(
             "genesys_object_restore",
             estate,
             {"cfg_type": "CfgSwitch", "name": "SIP_P", "before": original},
-            capsys,
         )["changed"]
         is False
     )
 
 
-def test_a_gateway_already_listed_with_others_keeps_them(
-    estate: LabLayout, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_gateway_already_listed_with_others_keeps_them(estate: LabLayout) -> None:
     original = named(estate, "CfgSwitch", "SIP_P")
     other = {
         "cfg_type": "CfgSwitch",
         "name": "SIP_P",
         "options": [{"section": "sip", "key": "trusted-gateways", "value": "192.0.2.10"}],
     }
-    run("genesys_annex_option", estate, other, capsys)
+    run("genesys_annex_option", estate, other)
     try:
-        run("genesys_annex_option", estate, trust_args(estate), capsys)
+        run("genesys_annex_option", estate, trust_args(estate))
         listed = annex(named(estate, "CfgSwitch", "SIP_P"))[("sip", "trusted-gateways")]
         assert listed == f"192.0.2.10,{estate.addresses.asterisk_host}"
-        removed = run("genesys_annex_option", estate, trust_args(estate, "absent"), capsys)
+        removed = run("genesys_annex_option", estate, trust_args(estate, "absent"))
         assert removed["changed"] is True
         assert annex(named(estate, "CfgSwitch", "SIP_P")) == {
             ("TServer", "sip-port"): "5060",
@@ -170,14 +138,11 @@ def test_a_gateway_already_listed_with_others_keeps_them(
             "genesys_object_restore",
             estate,
             {"cfg_type": "CfgSwitch", "name": "SIP_P", "before": original},
-            capsys,
         )
     assert named(estate, "CfgSwitch", "SIP_P") == original
 
 
-def test_trunk_dn_created_updated_refused_and_rolled_back(
-    estate: LabLayout, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_trunk_dn_created_updated_refused_and_rolled_back(estate: LabLayout) -> None:
     contact = f"{estate.addresses.asterisk_host}:5060"
     trunk = {
         "name": "AsteriskTrunk_webRTC",
@@ -186,54 +151,50 @@ def test_trunk_dn_created_updated_refused_and_rolled_back(
     }
     objects_before = objects(estate)
 
-    checked = run("genesys_dn", estate, trunk, capsys, check=True)
+    checked = run("genesys_dn", estate, trunk, check=True)
     assert (checked["changed"], checked["before"]) == (True, None)
     assert objects(estate) == objects_before
 
-    created = run("genesys_dn", estate, trunk, capsys)
+    created = run("genesys_dn", estate, trunk)
     assert created["changed"] is True
     dn = named(estate, "CfgDN", "AsteriskTrunk_webRTC")
     assert dn == created["after"]
     assert (dn["dntype"], dn["switchdbid"]) == ("CFGTrunk", 101)
     assert annex(dn) == {("TServer", "contact"): contact}
-    assert run("genesys_dn", estate, trunk, capsys)["changed"] is False
+    assert run("genesys_dn", estate, trunk)["changed"] is False
 
     with_prefix = dict(
         trunk, options=[*trunk["options"], {"section": "TServer", "key": "prefix", "value": "50"}]
     )
-    updated = run("genesys_dn", estate, with_prefix, capsys)
+    updated = run("genesys_dn", estate, with_prefix)
     assert updated["changed"] is True
     assert updated["after"]["dbid"] == dn["dbid"]
     assert annex(named(estate, "CfgDN", "AsteriskTrunk_webRTC"))[("TServer", "prefix")] == "50"
 
-    refused = run("genesys_dn", estate, dict(trunk, name="5001"), capsys)
+    refused = run("genesys_dn", estate, dict(trunk, name="5001"))
     assert refused["failed"] is True
     assert refused["reference"] == "dn-wrong-type"
 
     rollback = {"cfg_type": "CfgDN", "name": "AsteriskTrunk_webRTC", "before": None}
-    deleted = run("genesys_object_restore", estate, rollback, capsys)
+    deleted = run("genesys_object_restore", estate, rollback)
     assert (deleted["action"], deleted["after"]) == ("delete", None)
     assert objects(estate) == objects_before
-    assert run("genesys_object_restore", estate, rollback, capsys)["changed"] is False
+    assert run("genesys_object_restore", estate, rollback)["changed"] is False
 
 
-def test_an_object_the_change_deleted_is_recreated(
-    estate: LabLayout, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_an_object_the_change_deleted_is_recreated(estate: LabLayout) -> None:
     dn = named(estate, "CfgDN", "5002")
     assert dn is not None
     run(
         "genesys_dn",
         estate,
         {"name": "5002", "switch": "SIP_P", "dn_type": "CFGExtension", "state": "absent"},
-        capsys,
     )
     assert named(estate, "CfgDN", "5002") is None
     recreated = run(
         "genesys_object_restore",
         estate,
         {"cfg_type": "CfgDN", "name": "5002", "before": dn},
-        capsys,
     )
     assert (recreated["action"], recreated["dbid_changed"]) == ("create", True)
     now = named(estate, "CfgDN", "5002")
@@ -243,26 +204,22 @@ def test_an_object_the_change_deleted_is_recreated(
     }
 
 
-def test_service_query_check_restart_and_a_failed_start(
-    estate: LabLayout, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_service_query_check_restart_and_a_failed_start(estate: LabLayout) -> None:
     service = {"name": "TSrvSIP64"}
-    queried = run("genesys_service", estate, dict(service, state="queried"), capsys)
+    queried = run("genesys_service", estate, dict(service, state="queried"))
     assert (queried["changed"], queried["before"]["status"]) == (False, "Running")
 
     segments = sorted(estate.log_dir.glob("*.log"))
-    checked = run("genesys_service", estate, dict(service, state="restarted"), capsys, check=True)
+    checked = run("genesys_service", estate, dict(service, state="restarted"), check=True)
     assert checked["changed"] is True
     assert sorted(estate.log_dir.glob("*.log")) == segments  # no start, no new log segment
 
-    restarted = run("genesys_service", estate, dict(service, state="restarted"), capsys)
+    restarted = run("genesys_service", estate, dict(service, state="restarted"))
     assert restarted["changed"] is True
     assert restarted["after"]["status"] == "Running"
     assert len(sorted(estate.log_dir.glob("*.log"))) == len(segments) + 1
 
-    assert (
-        run("genesys_service", estate, dict(service, state="started"), capsys)["changed"] is False
-    )
+    assert run("genesys_service", estate, dict(service, state="started"))["changed"] is False
 
     with_management_layer = dict(
         connection(estate), genesys_config_server_host=estate.addresses.genesys_host
@@ -271,7 +228,6 @@ def test_service_query_check_restart_and_a_failed_start(
         "genesys_service",
         estate,
         dict(service, state="restarted", method="mlcmd", connection=with_management_layer),
-        capsys,
     )
     assert (by_mlcmd["changed"], by_mlcmd["method"]) == (True, "mlcmd")
     assert by_mlcmd["after"]["status"] == "Running"
@@ -283,33 +239,27 @@ def test_service_query_check_restart_and_a_failed_start(
             "genesys_service",
             estate,
             dict(service, state="restarted", stop_timeout=5, start_timeout=5),
-            capsys,
         )
     finally:
         control.fault(estate, "service-1053", False)
     assert failed["failed"] is True
     assert failed["reference"] == "service-control-failed"
     assert failed["before"]["status"] == "Running"
-    started = run("genesys_service", estate, dict(service, state="started"), capsys)
+    started = run("genesys_service", estate, dict(service, state="started"))
     assert (started["changed"], started["after"]["status"]) == (True, "Running")
 
 
-def test_a_refused_gax_password_fails_without_showing_it(
-    estate: LabLayout, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_refused_gax_password_fails_without_showing_it(estate: LabLayout) -> None:
     wrong = dict(connection(estate), genesys_gax_password="Not-The-Password-1!")
-    with patch_module_args({"connection": wrong, **trust_args(estate)}), pytest.raises(SystemExit):
-        load("genesys_annex_option").main()
-    output = capsys.readouterr().out
-    result = json.loads(output)
+    result = run_task(
+        "genesys_annex_option", {"connection": wrong, **trust_args(estate)}, check_mode=False
+    )
     assert result["reference"] == "gax-auth-failed"
     assert "genesys_gax_password" in result["hint"]
-    assert "Not-The-Password-1!" not in output
+    assert "Not-The-Password-1!" not in json.dumps(result)
 
 
-def test_a_restart_stuck_in_stop_pending_fails_within_its_bound(
-    estate: LabLayout, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_restart_stuck_in_stop_pending_fails_within_its_bound(estate: LabLayout) -> None:
     control.fault(estate, "service-hang", True)
     try:
         started = time.monotonic()
@@ -317,7 +267,6 @@ def test_a_restart_stuck_in_stop_pending_fails_within_its_bound(
             "genesys_service",
             estate,
             {"name": "TSrvSIP64", "state": "restarted", "stop_timeout": 2, "start_timeout": 2},
-            capsys,
         )
         elapsed = time.monotonic() - started
     finally:
@@ -328,9 +277,9 @@ def test_a_restart_stuck_in_stop_pending_fails_within_its_bound(
     # Once the hang clears, the pending stop completes (Windows refuses a start until then: 1061).
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        queried = run("genesys_service", estate, {"name": "TSrvSIP64", "state": "queried"}, capsys)
+        queried = run("genesys_service", estate, {"name": "TSrvSIP64", "state": "queried"})
         if queried["after"]["status"] == "Stopped":
             break
         time.sleep(0.2)
-    recovered = run("genesys_service", estate, {"name": "TSrvSIP64", "state": "started"}, capsys)
+    recovered = run("genesys_service", estate, {"name": "TSrvSIP64", "state": "started"})
     assert recovered["after"]["status"] == "Running"

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from remediate.actions import connection_argument_spec, failure
 from remediate.changes import (
     AnnexOption,
     annex_text,
     annex_with,
     check_before_state,
-    connection_argument_spec,
     dialplan_coverage,
-    failure,
     new_dn,
     pattern_misses,
     restore_plan,
@@ -255,6 +254,7 @@ def test_only_the_passwords_of_the_connection_are_hidden() -> None:
 def test_a_product_error_becomes_a_failure_with_reference_message_and_hint() -> None:
     error = RemediateError("no answer", reference="gax-timeout", hint="check GAX")
     assert failure(error) == {
+        "failed": True,
         "msg": "gax-timeout: no answer (hint: check GAX)",
         "reference": "gax-timeout",
         "hint": "check GAX",

@@ -1,6 +1,6 @@
-"""The Genesys modules in library/ without a lab: their documented interface matches their
-argument spec, and every error reaches Ansible as a failure with a reference and a hint and no
-secret."""
+"""The Genesys tasks (action plugins, documented in library/) without a lab: their documented
+interface matches their argument spec, Ansible finds them, and every error reaches Ansible as a
+failure with a reference and a hint and no secret."""
 
 from __future__ import annotations
 
@@ -13,26 +13,26 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.module_utils.testing import patch_module_args
+from ansible.plugins.action import ActionBase
 
-LIBRARY = Path(__file__).resolve().parents[2] / "library"
+from remediate.actions import ARGUMENT_SPECS, run_task
+
+ROOT = Path(__file__).resolve().parents[2]
 MODULES = ("genesys_annex_option", "genesys_dn", "genesys_object_restore", "genesys_service")
 GAX_PASSWORD = "Unit-GAX-secret-9x!"
 WINRM_PASSWORD = "Unit-WinRM-secret-4q!"
 
 
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"library_{name}", LIBRARY / f"{name}.py")
+def load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{path.parent.name}_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def run(name: str, args: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    with patch_module_args(args), pytest.raises(SystemExit):
-        load(name).main()
-    return json.loads(capsys.readouterr().out)
+def run(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    return run_task(name, args, check_mode=False)
 
 
 def closed_port() -> int:
@@ -61,21 +61,70 @@ def connection(**overrides: Any) -> dict[str, Any]:
     return values
 
 
+def spec_of_documented(options: dict[str, Any]) -> dict[str, Any]:
+    """The argument spec that documented `options` describe (type, required, default, choices,
+    elements, suboptions)."""
+    spec: dict[str, Any] = {}
+    for option, documented in options.items():
+        entry = {
+            key: documented[key] for key in ("type", "choices", "elements") if key in documented
+        }
+        if documented.get("required"):
+            entry["required"] = True
+        if "default" in documented:
+            entry["default"] = documented["default"]
+        if "suboptions" in documented:
+            entry["options"] = spec_of_documented(documented["suboptions"])
+        spec[option] = entry
+    return spec
+
+
+def spec_without_no_log(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        option: {
+            key: spec_without_no_log(value) if key == "options" else value
+            for key, value in entry.items()
+            if key != "no_log"
+        }
+        for option, entry in spec.items()
+    }
+
+
 @pytest.mark.parametrize("name", MODULES)
-def test_each_module_documents_exactly_the_options_it_takes(name: str) -> None:
-    module = load(name)
+def test_each_task_documents_exactly_the_options_it_takes(name: str) -> None:
+    module = load(ROOT / "library" / f"{name}.py")
     documented = yaml.safe_load(module.DOCUMENTATION)
     assert documented["module"] == name
     yaml.safe_load(module.EXAMPLES)
     yaml.safe_load(module.RETURN)
-    source = (LIBRARY / f"{name}.py").read_text()
-    for option in documented["options"]:
-        assert f'"{option}":' in source, f"{name} documents {option} but does not take it"
+    taken = spec_without_no_log(ARGUMENT_SPECS[name])
+    taken["connection"] = {"type": "dict", "required": True}  # its keys: the inventory's variables
+    assert spec_of_documented(documented["options"]) == taken
 
 
-def test_an_unreachable_gax_fails_with_its_reference_and_hint(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+@pytest.mark.parametrize("name", MODULES)
+def test_each_task_is_an_action_plugin_of_its_name(name: str) -> None:
+    plugin = load(ROOT / "action_plugins" / f"{name}.py").ActionModule
+    assert issubclass(plugin, ActionBase)
+    assert plugin._supports_check_mode is True
+    assert "action_plugins = ./action_plugins" in (ROOT / "ansible.cfg").read_text()
+
+
+def test_arguments_it_does_not_take_are_refused_without_showing_a_secret() -> None:
+    result = run(
+        "genesys_service",
+        {"connection": connection(), "name": "TSrvSIP64", "state": "bounced", "colour": "red"},
+    )
+    assert result["failed"] is True
+    assert result["reference"] == "task-arguments-invalid"
+    assert "colour" in result["msg"]
+    assert "bounced" in result["msg"]
+    assert "ansible-doc" in result["hint"]
+    assert WINRM_PASSWORD not in json.dumps(result)
+    assert GAX_PASSWORD not in json.dumps(result)
+
+
+def test_an_unreachable_gax_fails_with_its_reference_and_hint() -> None:
     result = run(
         "genesys_annex_option",
         {
@@ -84,7 +133,6 @@ def test_an_unreachable_gax_fails_with_its_reference_and_hint(
             "name": "SIP_P",
             "options": [{"section": "sip", "key": "trusted-gateways", "value": "127.0.0.54"}],
         },
-        capsys,
     )
     assert result["failed"] is True
     assert result["reference"] == "gax-unreachable"
@@ -93,9 +141,7 @@ def test_an_unreachable_gax_fails_with_its_reference_and_hint(
     assert GAX_PASSWORD not in json.dumps(result)
 
 
-def test_an_unusable_inventory_value_is_refused_before_anything_is_sent(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_an_unusable_inventory_value_is_refused_before_anything_is_sent() -> None:
     result = run(
         "genesys_dn",
         {
@@ -103,16 +149,13 @@ def test_an_unusable_inventory_value_is_refused_before_anything_is_sent(
             "name": "AsteriskTrunk_webRTC",
             "switch": "SIP_P",
         },
-        capsys,
     )
     assert result["failed"] is True
     assert result["reference"] == "inventory-variable-invalid"
     assert "genesys_gax_url" in result["msg"]
 
 
-def test_plain_http_winrm_with_a_password_is_refused_outside_the_lab(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_plain_http_winrm_with_a_password_is_refused_outside_the_lab() -> None:
     result = run(
         "genesys_service",
         {
@@ -120,24 +163,20 @@ def test_plain_http_winrm_with_a_password_is_refused_outside_the_lab(
             "name": "TSrvSIP64",
             "state": "queried",
         },
-        capsys,
     )
     assert result["reference"] == "winrm-insecure"
     assert WINRM_PASSWORD not in json.dumps(result)
 
 
-def test_mlcmd_cannot_leave_the_service_stopped(capsys: pytest.CaptureFixture[str]) -> None:
+def test_mlcmd_cannot_leave_the_service_stopped() -> None:
     result = run(
         "genesys_service",
         {"connection": connection(), "name": "TSrvSIP64", "state": "stopped", "method": "mlcmd"},
-        capsys,
     )
     assert result["reference"] == "mlcmd-unsupported"
 
 
-def test_a_before_state_of_another_object_is_refused_before_gax_is_asked(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_a_before_state_of_another_object_is_refused_before_gax_is_asked() -> None:
     result = run(
         "genesys_object_restore",
         {
@@ -146,6 +185,5 @@ def test_a_before_state_of_another_object_is_refused_before_gax_is_asked(
             "name": "SIP_P",
             "before": {"dbid": 7, "type": "CfgDN", "name": "5001"},
         },
-        capsys,
     )
     assert result["reference"] == "rollback-bad-before-state"

@@ -1,0 +1,438 @@
+"""The Genesys-side Ansible tasks: genesys_service, genesys_annex_option, genesys_dn and
+genesys_object_restore.
+
+They run on the controller (the target is reached over WinRM and GAX by the product itself:
+Ansible's Windows modules need a real PowerShell), so they are action plugins, the way Ansible runs
+its own controller-side modules (`debug`, `set_fact`): each task runs inside ansible-playbook's
+worker, with no interpreter started, no AnsiballZ payload and no module_utils imported per host and
+task. action_plugins/<name>.py is one line (`ActionModule = action_module(<name>)`);
+library/<name>.py holds the documentation (`ansible-doc genesys_service`).
+
+`run_task(name, args, check_mode=...)` is the whole task without Ansible's executor: the arguments
+are validated by Ansible's own ArgumentSpecValidator, a product error becomes a failure with its
+reference and hint, and the values of no_log options never reach the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from remediate.changes import (
+    CFG_DN,
+    CFG_SWITCH,
+    AnnexOption,
+    annex_text,
+    annex_with,
+    check_before_state,
+    dn_on_switch,
+    new_dn,
+    object_label,
+    object_text,
+    restore_plan,
+)
+from remediate.errors import RemediateError
+from remediate.genesys.gax import CfgObject, GaxClient
+from remediate.genesys.service import SipServerService
+from remediate.inventory import GenesysHost, genesys_host_from_variables
+from remediate.transport.winrm import WinRMTransport
+
+GENESYS_SECRET_VARIABLES = ("ansible_password", "genesys_gax_password")
+"""Passed to the tasks with no_log."""
+
+GENESYS_CONNECTION_VARIABLES = (
+    "ansible_host",
+    "ansible_port",
+    "ansible_user",
+    "ansible_password",
+    "ansible_winrm_scheme",
+    "ansible_winrm_transport",
+    "ansible_winrm_server_cert_validation",
+    "ansible_winrm_ca_trust_path",
+    "ansible_winrm_operation_timeout_sec",
+    "ansible_winrm_read_timeout_sec",
+    "ansible_winrm_kerberos_delegation",
+    "ansible_winrm_kerberos_hostname_override",
+    "ansible_winrm_credssp_disable_tlsv1_2",
+    "genesys_application",
+    "genesys_service_name",
+    "genesys_service_control",
+    "genesys_mlcmd_executable",
+    "genesys_config_server_host",
+    "genesys_config_server_port",
+    "genesys_log_dir",
+    "genesys_log_prefix",
+    "genesys_switch",
+    "genesys_sip_address",
+    "genesys_sip_port",
+    "genesys_softphone_port",
+    "genesys_gax_url",
+    "genesys_gax_user",
+    "genesys_gax_password",
+    "genesys_gax_ca_path",
+    "genesys_gax_cert_validation",
+    "genesys_gax_timeout",
+    "remediate_lab",
+    "remediate_allow_insecure_winrm",
+    "remediate_allow_insecure_gax",
+    "remediate_winrm_command_timeout",
+    "remediate_winrm_retries",
+)
+"""The Genesys host's inventory variables a task builds its settings from (as
+`remediate.inventory` does); the role `remediate` passes them as the task's `connection`."""
+
+
+def connection_argument_spec() -> dict[str, Any]:
+    """The argument spec of a task's `connection` option: the inventory variables above plus
+    `inventory_host`, values as the inventory gives them (validated by the product)."""
+    options: dict[str, Any] = {"inventory_host": {"type": "str", "required": True}}
+    for name in GENESYS_CONNECTION_VARIABLES:
+        options[name] = {"type": "raw", "no_log": name in GENESYS_SECRET_VARIABLES}
+    return {"type": "dict", "required": True, "options": options}
+
+
+def _annex_option_spec(*, value_required: bool, with_list: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "section": {"type": "str", "required": True},
+        "key": {"type": "str", "required": True, "no_log": False},
+        "value": {"type": "str", "required": True}
+        if value_required
+        else {"type": "str", "default": ""},
+    }
+    if with_list:
+        options["list"] = {"type": "bool", "default": False}
+    return options
+
+
+_OBJECT_TYPE = {"type": "str", "required": True, "choices": [CFG_SWITCH, CFG_DN]}
+_PRESENCE = {"type": "str", "default": "present", "choices": ["present", "absent"]}
+
+ARGUMENT_SPECS: dict[str, dict[str, Any]] = {
+    "genesys_annex_option": {
+        "connection": connection_argument_spec(),
+        "cfg_type": _OBJECT_TYPE,
+        "name": {"type": "str", "required": True},
+        "options": {
+            "type": "list",
+            "elements": "dict",
+            "required": True,
+            "options": _annex_option_spec(value_required=False, with_list=True),
+        },
+        "state": _PRESENCE,
+    },
+    "genesys_dn": {
+        "connection": connection_argument_spec(),
+        "name": {"type": "str", "required": True},
+        "switch": {"type": "str", "required": True},
+        "dn_type": {"type": "str", "default": "CFGTrunk"},
+        "options": {
+            "type": "list",
+            "elements": "dict",
+            "default": [],
+            "options": _annex_option_spec(value_required=True, with_list=False),
+        },
+        "state": _PRESENCE,
+    },
+    "genesys_object_restore": {
+        "connection": connection_argument_spec(),
+        "cfg_type": _OBJECT_TYPE,
+        "name": {"type": "str", "required": True},
+        "switch": {"type": "str"},
+        "before": {"type": "raw", "required": True},
+    },
+    "genesys_service": {
+        "connection": connection_argument_spec(),
+        "name": {"type": "str", "required": True},
+        "state": {
+            "type": "str",
+            "default": "queried",
+            "choices": ["restarted", "started", "stopped", "queried"],
+        },
+        "method": {"type": "str", "default": "service", "choices": ["service", "mlcmd"]},
+        "stop_timeout": {"type": "int", "default": 60},
+        "start_timeout": {"type": "int", "default": 120},
+    },
+}
+"""Each task's options, in Ansible's argument-spec form (library/<name>.py documents them)."""
+
+
+class TaskFailed(RemediateError):
+    """A task's refusal, with what it found (`details`: e.g. the object before)."""
+
+    def __init__(self, message: str, *, reference: str, hint: str, **details: Any) -> None:
+        super().__init__(message, reference=reference, hint=hint)
+        self.details = details
+
+
+def failure(error: RemediateError) -> dict[str, Any]:
+    """A product error as a failed task's result: reference, message, hint."""
+    message = f"{error.reference}: {error.message}"
+    if error.hint:
+        message += f" (hint: {error.hint})"
+    details = error.details if isinstance(error, TaskFailed) else {}
+    return {
+        "failed": True,
+        "msg": message,
+        "reference": error.reference,
+        "hint": error.hint,
+        **details,
+    }
+
+
+def _genesys(params: Mapping[str, Any], **overrides: Any) -> GenesysHost:
+    connection = dict(params["connection"], **overrides)
+    return genesys_host_from_variables(
+        connection["inventory_host"], connection, source="its inventory variables"
+    )
+
+
+def _diff(before: str, after: str, before_header: str, after_header: str) -> dict[str, str]:
+    return {
+        "before": before,
+        "after": after,
+        "before_header": before_header,
+        "after_header": after_header,
+    }
+
+
+def annex_option(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
+    """genesys_annex_option: annex options of a switch or DN present (or absent), others kept."""
+    options = [
+        AnnexOption(item["section"], item["key"], item["value"], item["list"])
+        for item in params["options"]
+    ]
+    label = object_label(params["cfg_type"], params["name"])
+    with GaxClient(_genesys(params).gax) as gax:
+        before = gax.find(params["cfg_type"], params["name"])
+        if before is None:
+            raise TaskFailed(
+                f"there is no {label}",
+                reference="gax-not-found",
+                hint="check the name in the inventory (genesys_switch, the DN number)",
+            )
+        after = annex_with(before, options, present=params["state"] == "present")
+        changed = after != before
+        if changed and not check_mode:
+            after = gax.update(after)
+    header = f"{label} (annex)"
+    return {
+        "changed": changed,
+        "before": before,
+        "after": after,
+        "dbid": before["dbid"],
+        "diff": _diff(annex_text(before), annex_text(after), header, header),
+    }
+
+
+def dn(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
+    """genesys_dn: a DN of a type on a switch with annex options (others kept), or no such DN."""
+    options = [
+        AnnexOption(item["section"], item["key"], item["value"]) for item in params["options"]
+    ]
+    label = object_label(CFG_DN, params["name"])
+    with GaxClient(_genesys(params).gax) as gax:
+        switch = gax.find(CFG_SWITCH, params["switch"])
+        if switch is None:
+            raise TaskFailed(
+                f"there is no switch {params['switch']!r}",
+                reference="gax-not-found",
+                hint="check genesys_switch in the inventory",
+            )
+        before = dn_on_switch(gax.find_all(CFG_DN, params["name"]), switch)
+        if before is not None and before.get("dntype") != params["dn_type"]:
+            raise TaskFailed(
+                f"{label} on switch {params['switch']} is a {before.get('dntype')}, "
+                f"not a {params['dn_type']}",
+                reference="dn-wrong-type",
+                hint="pick another DN name (genesys_trunk_name) or change that DN by hand",
+                before=before,
+            )
+        after: CfgObject | None
+        if params["state"] == "absent":
+            after = None
+        elif before is None:
+            after = new_dn(params["name"], switch, params["dn_type"], options)
+        else:
+            after = annex_with(before, options, present=True)
+        changed = after != before
+        if changed and not check_mode:
+            if after is None:
+                assert before is not None
+                gax.delete(CFG_DN, before["dbid"])
+            elif before is None:
+                after = gax.create(after)
+            else:
+                after = gax.update(after)
+    return {
+        "changed": changed,
+        "before": before,
+        "after": after,
+        "diff": _diff(object_text(before), object_text(after), label, label),
+    }
+
+
+def _current_object(
+    gax: GaxClient, cfg_type: str, name: str, switch_name: str | None, before: CfgObject | None
+) -> CfgObject | None:
+    """The object as it is now: for a DN, the one on the before-state's switch (or `switch`)."""
+    candidates = [obj for obj in gax.find_all(cfg_type, name) if obj.get("name") == name]
+    if cfg_type != CFG_DN:
+        return candidates[0] if candidates else None
+    if before is not None:
+        return next(
+            (dn for dn in candidates if dn.get("switchdbid") == before.get("switchdbid")), None
+        )
+    if switch_name is None:
+        if len(candidates) > 1:
+            raise TaskFailed(
+                f"several DNs are named {name!r}",
+                reference="rollback-ambiguous-object",
+                hint="pass the DN's switch",
+            )
+        return candidates[0] if candidates else None
+    switch = gax.find(CFG_SWITCH, switch_name)
+    return None if switch is None else dn_on_switch(candidates, switch)
+
+
+def object_restore(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
+    """genesys_object_restore: an object put back exactly to a recorded before-state."""
+    cfg_type, name = params["cfg_type"], params["name"]
+    label = object_label(cfg_type, name)
+    recorded = check_before_state(cfg_type, name, params["before"])
+    with GaxClient(_genesys(params).gax) as gax:
+        current = _current_object(gax, cfg_type, name, params["switch"], recorded)
+        plan = restore_plan(current, recorded)
+        after = current if plan.action == "none" else plan.document
+        if plan.action != "none" and not check_mode:
+            if plan.action == "delete":
+                assert current is not None
+                gax.delete(cfg_type, current["dbid"])
+            elif plan.document is not None:
+                write = gax.create if plan.action == "create" else gax.update
+                after = write(plan.document)
+    dbid_changed = (
+        recorded is not None
+        and after is not None
+        and after.get("dbid", recorded.get("dbid")) != recorded.get("dbid")
+    )
+    return {
+        "changed": plan.action != "none",
+        "action": plan.action,
+        "before": current,
+        "after": after,
+        "dbid_changed": dbid_changed,
+        "diff": _diff(object_text(current), object_text(after), label, f"{label} (restored)"),
+    }
+
+
+SERVICE_STATUS_AFTER = {"restarted": "Running", "started": "Running", "stopped": "Stopped"}
+
+
+def _service_text(state: Mapping[str, Any] | None) -> str:
+    return "" if state is None else f"{state['name']}: {state['status']}\n"
+
+
+def service(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
+    """genesys_service: the SIP Server's Windows service restarted, started, stopped or queried."""
+    wanted, method, name = params["state"], params["method"], params["name"]
+    if method == "mlcmd" and wanted in ("started", "stopped"):
+        raise TaskFailed(
+            f"method mlcmd restarts or queries, it does not leave the service {wanted}",
+            reference="mlcmd-unsupported",
+            hint="use method service for started/stopped",
+        )
+    genesys = _genesys(params, genesys_service_control=method)
+    before: dict[str, Any] | None = None
+    try:
+        with WinRMTransport(genesys.winrm) as transport:
+            controlled = SipServerService(transport, name)
+            before = dataclasses.asdict(controlled.state())
+            if wanted == "queried":
+                changed = False
+            else:
+                changed = wanted == "restarted" or before["status"] != SERVICE_STATUS_AFTER[wanted]
+            after = dict(before, status=SERVICE_STATUS_AFTER[wanted]) if changed else before
+            if changed and not check_mode:
+                stop, start = params["stop_timeout"], params["start_timeout"]
+                if wanted == "restarted" and genesys.mlcmd is not None:  # method mlcmd
+                    final = controlled.restart_with_mlcmd(genesys.mlcmd, stop, start)
+                elif wanted == "restarted":
+                    final = controlled.restart(stop, start)
+                elif wanted == "started":
+                    final = controlled.start(start)
+                else:
+                    final = controlled.stop(stop)
+                after = dataclasses.asdict(final)
+                if after["status"] != SERVICE_STATUS_AFTER[wanted]:
+                    raise TaskFailed(
+                        f"{name} is {after['status']} after being {wanted}",
+                        reference="service-control-failed",
+                        hint="look at the service and the SIP Server log on the host",
+                        before=before,
+                        after=after,
+                    )
+    except TaskFailed:
+        raise
+    except RemediateError as error:
+        raise TaskFailed(
+            error.message, reference=error.reference, hint=error.hint, before=before
+        ) from error
+    header = f"service {name}"
+    return {
+        "changed": changed,
+        "before": before,
+        "after": after,
+        "method": method,
+        "diff": _diff(_service_text(before), _service_text(after), header, header),
+    }
+
+
+TASKS: dict[str, Callable[[Mapping[str, Any], bool], dict[str, Any]]] = {
+    "genesys_annex_option": annex_option,
+    "genesys_dn": dn,
+    "genesys_object_restore": object_restore,
+    "genesys_service": service,
+}
+
+
+def run_task(name: str, args: Mapping[str, Any], *, check_mode: bool) -> dict[str, Any]:
+    """Task `name` with the task's arguments: its result, or a failed result with a reference and
+    a hint; no value of a no_log option anywhere in it."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    from ansible.module_utils.common.parameters import remove_values
+
+    connection = args.get("connection")
+    secrets = {
+        str(connection[variable])
+        for variable in GENESYS_SECRET_VARIABLES
+        if isinstance(connection, Mapping) and connection.get(variable)
+    }
+    validation = ArgumentSpecValidator(ARGUMENT_SPECS[name]).validate(dict(args))
+    if validation.error_messages:
+        result: dict[str, Any] = {
+            "failed": True,
+            "msg": f"task-arguments-invalid: {name}: {'; '.join(validation.error_messages)}",
+            "reference": "task-arguments-invalid",
+            "hint": f"see `ansible-doc -M library {name}` for the options it takes",
+        }
+    else:
+        try:
+            result = TASKS[name](validation.validated_parameters, check_mode)
+        except RemediateError as error:
+            result = failure(error)
+    cleaned: dict[str, Any] = remove_values(result, secrets)
+    return cleaned
+
+
+def action_module(name: str) -> type:
+    """The action plugin class of task `name` (action_plugins/<name>.py names it ActionModule)."""
+    from ansible.plugins.action import ActionBase
+
+    def run(self: Any, tmp: str | None = None, task_vars: dict[str, Any] | None = None) -> Any:
+        result = ActionBase.run(self, tmp, task_vars)
+        result.update(run_task(name, self._task.args, check_mode=bool(self._task.check_mode)))
+        return result
+
+    doc = f"Runs task {name} on the controller (documented in library/{name}.py)."
+    return type("ActionModule", (ActionBase,), {"__doc__": doc, "run": run})
