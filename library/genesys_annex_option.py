@@ -20,9 +20,12 @@ description:
     ansible-playbook must have the C(remediate) package. Supports check mode and diff mode.
 options:
   connection:
-    description: The Genesys host's inventory variables (role remediate builds it).
+    description:
+      - The Genesys host's inventory variables (C(inventory_host), C(ansible_host),
+        C(genesys_gax_url), ...; see GENESYS_CONNECTION_VARIABLES in remediate/actions.py).
+      - By default, the ones the inventory sets for the task's host (also under
+        C(delegate_to=localhost)); passed explicitly only to reach another host.
     type: dict
-    required: true
   cfg_type:
     description: The object type.
     type: str
@@ -53,7 +56,6 @@ author: remediate
 EXAMPLES = r"""
 - name: Trust the Asterisk gateway in the switch annex
   genesys_annex_option:
-    connection: "{{ remediate_genesys_connection }}"
     cfg_type: CfgSwitch
     name: SIP_P
     options:

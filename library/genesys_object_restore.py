@@ -19,9 +19,12 @@ description:
     ansible-playbook must have the C(remediate) package. Supports check mode and diff mode.
 options:
   connection:
-    description: The Genesys host's inventory variables (role remediate builds it).
+    description:
+      - The Genesys host's inventory variables (C(inventory_host), C(ansible_host),
+        C(genesys_gax_url), ...; see GENESYS_CONNECTION_VARIABLES in remediate/actions.py).
+      - By default, the ones the inventory sets for the task's host (also under
+        C(delegate_to=localhost)); passed explicitly only to reach another host.
     type: dict
-    required: true
   cfg_type:
     description: The object type.
     type: str
@@ -44,7 +47,6 @@ author: remediate
 EXAMPLES = r"""
 - name: Restore the switch annex
   genesys_object_restore:
-    connection: "{{ remediate_genesys_connection }}"
     cfg_type: CfgSwitch
     name: SIP_P
     before: "{{ recorded_switch }}"

@@ -21,9 +21,12 @@ description:
     ansible-playbook must have the C(remediate) package.
 options:
   connection:
-    description: The Genesys host's inventory variables (role remediate builds it).
+    description:
+      - The Genesys host's inventory variables (C(inventory_host), C(ansible_host),
+        C(genesys_gax_url), ...; see GENESYS_CONNECTION_VARIABLES in remediate/actions.py).
+      - By default, the ones the inventory sets for the task's host (also under
+        C(delegate_to=localhost)); passed explicitly only to reach another host.
     type: dict
-    required: true
   name:
     description: The Windows service name.
     type: str
@@ -52,7 +55,6 @@ author: remediate
 EXAMPLES = r"""
 - name: Restart SIP Server
   genesys_service:
-    connection: "{{ remediate_genesys_connection }}"
     name: TSrvSIP64
     state: restarted
     method: service

@@ -1,22 +1,25 @@
-"""The Genesys-side Ansible tasks: genesys_service, genesys_annex_option, genesys_dn and
-genesys_object_restore.
+"""The tasks remediate's roles run on the controller: genesys_service, genesys_annex_option,
+genesys_dn and genesys_object_restore (the Genesys side), and remediate_site_gateway (a site's
+Asterisk gateway, found and checked).
 
-They run on the controller (the target is reached over WinRM and GAX by the product itself:
-Ansible's Windows modules need a real PowerShell), so they are action plugins, the way Ansible runs
-its own controller-side modules (`debug`, `set_fact`): each task runs inside ansible-playbook's
-worker, with no interpreter started, no AnsiballZ payload and no module_utils imported per host and
-task. action_plugins/<name>.py is one line (`ActionModule = action_module(<name>)`);
-library/<name>.py holds the documentation (`ansible-doc genesys_service`).
+They are action plugins, the way Ansible runs its own controller-side modules (`debug`,
+`set_fact`): each task runs inside ansible-playbook's worker, with no interpreter started, no
+AnsiballZ payload and no module_utils imported per host and task (the Genesys side reaches its
+target over WinRM and GAX itself: Ansible's Windows modules need a real PowerShell).
+action_plugins/<name>.py is one line (`ActionModule = action_module(<name>)`); library/<name>.py
+holds the documentation (`ansible-doc -M library genesys_service`).
 
-`run_task(name, args, check_mode=...)` is the whole task without Ansible's executor: the arguments
-are validated by Ansible's own ArgumentSpecValidator, a product error becomes a failure with its
-reference and hint, and the values of no_log options never reach the result.
+`run_task(name, args, check_mode=..., host=...)` is the whole task without Ansible's executor: the
+arguments are validated by Ansible's own ArgumentSpecValidator, a product error becomes a failure
+with its reference and hint, and the values of no_log options never reach the result.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from remediate.changes import (
@@ -80,7 +83,8 @@ GENESYS_CONNECTION_VARIABLES = (
     "remediate_winrm_retries",
 )
 """The Genesys host's inventory variables a task builds its settings from (as
-`remediate.inventory` does); the role `remediate` passes them as the task's `connection`."""
+`remediate.inventory` does): its `connection`, read by the action plugin from the host's own
+variables unless the task passes it."""
 
 
 def connection_argument_spec() -> dict[str, Any]:
@@ -90,6 +94,41 @@ def connection_argument_spec() -> dict[str, Any]:
     for name in GENESYS_CONNECTION_VARIABLES:
         options[name] = {"type": "raw", "no_log": name in GENESYS_SECRET_VARIABLES}
     return {"type": "dict", "required": True, "options": options}
+
+
+@dataclass(frozen=True)
+class TaskHost:
+    """The task's host as Ansible hands it to an action plugin: its variables (each templated when
+    read: a vaulted password, a value made of other variables) and, through `hostvars`, the other
+    hosts' variables."""
+
+    variables: Mapping[str, Any]
+    template: Callable[[Any], Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.variables.get("inventory_hostname", ""))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.template(self.variables[name]) if name in self.variables else default
+
+    def of(self, host: str, name: str, default: Any = None) -> Any:
+        """Variable `name` of another host (`hostvars[host][name]`)."""
+        hostvars = self.variables.get("hostvars") or {}
+        if host not in hostvars or name not in hostvars[host]:
+            return default
+        return self.template(hostvars[host][name])
+
+
+def host_connection(host: TaskHost) -> dict[str, Any]:
+    """A Genesys task's `connection`: the variables of GENESYS_CONNECTION_VARIABLES its host sets.
+    Read here rather than passed as a dict of templates in the task, which Ansible would compile
+    (each of them, in every worker) for every task and host."""
+    connection: dict[str, Any] = {"inventory_host": host.name}
+    for name in GENESYS_CONNECTION_VARIABLES:
+        if name in host.variables:
+            connection[name] = host.get(name)
+    return connection
 
 
 def _annex_option_spec(*, value_required: bool, with_list: bool) -> dict[str, Any]:
@@ -140,6 +179,9 @@ ARGUMENT_SPECS: dict[str, dict[str, Any]] = {
         "name": {"type": "str", "required": True},
         "switch": {"type": "str"},
         "before": {"type": "raw", "required": True},
+    },
+    "remediate_site_gateway": {
+        "dns": {"type": "list", "elements": "str", "default": []},
     },
     "genesys_service": {
         "connection": connection_argument_spec(),
@@ -196,7 +238,7 @@ def _diff(before: str, after: str, before_header: str, after_header: str) -> dic
     }
 
 
-def annex_option(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
+def annex_option(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict[str, Any]:
     """genesys_annex_option: annex options of a switch or DN present (or absent), others kept."""
     options = [
         AnnexOption(item["section"], item["key"], item["value"], item["list"])
@@ -225,7 +267,7 @@ def annex_option(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
     }
 
 
-def dn(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
+def dn(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict[str, Any]:
     """genesys_dn: a DN of a type on a switch with annex options (others kept), or no such DN."""
     options = [
         AnnexOption(item["section"], item["key"], item["value"]) for item in params["options"]
@@ -295,7 +337,7 @@ def _current_object(
     return None if switch is None else dn_on_switch(candidates, switch)
 
 
-def object_restore(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
+def object_restore(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict[str, Any]:
     """genesys_object_restore: an object put back exactly to a recorded before-state."""
     cfg_type, name = params["cfg_type"], params["name"]
     label = object_label(cfg_type, name)
@@ -333,7 +375,7 @@ def _service_text(state: Mapping[str, Any] | None) -> str:
     return "" if state is None else f"{state['name']}: {state['status']}\n"
 
 
-def service(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
+def service(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict[str, Any]:
     """genesys_service: the SIP Server's Windows service restarted, started, stopped or queried."""
     wanted, method, name = params["state"], params["method"], params["name"]
     if method == "mlcmd" and wanted in ("started", "stopped"):
@@ -388,27 +430,93 @@ def service(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
     }
 
 
-TASKS: dict[str, Callable[[Mapping[str, Any], bool], dict[str, Any]]] = {
+SITE_GROUP_PREFIX = "site_"
+_GATEWAY_ADDRESS = re.compile(r"[A-Za-z0-9.:-]{1,253}")
+_REGISTRATION_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,80}")
+
+
+def site_gateway(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict[str, Any]:
+    """remediate_site_gateway: the Genesys host's site (its one site_<name> group), that site's
+    one Asterisk gateway, the address and port its REGISTERs come from, and the registrations
+    that send the REGISTERs of the DNs; each checked. Read-only: runs in check mode too."""
+    groups: Mapping[str, Sequence[str]] = host.get("groups") or {}
+    sites = [name for name in host.get("group_names") or () if name.startswith(SITE_GROUP_PREFIX)]
+    members = groups.get(sites[0], ()) if len(sites) == 1 else ()
+    gateways = [name for name in members if name in groups.get("asterisk", ())]
+    if len(sites) != 1 or len(gateways) != 1:
+        raise TaskFailed(
+            f"{host.name} must be in exactly one site_<name> group (it is in "
+            f"{', '.join(sites) or 'none'}) holding exactly one host of group asterisk (found "
+            f"{len(gateways)})",
+            reference="site-incomplete",
+            hint="put one genesys and one asterisk host under each site_<name> group",
+        )
+    (gateway,) = gateways
+    address = host.of(gateway, "asterisk_sip_address") or host.of(gateway, "ansible_host", gateway)
+    port = host.of(gateway, "asterisk_sip_port", 5060)
+    if (
+        not _GATEWAY_ADDRESS.fullmatch(str(address))
+        or not str(port).isdigit()
+        or not 1 <= int(port) <= 65535
+    ):
+        raise TaskFailed(
+            f"asterisk_sip_address / asterisk_sip_port of {gateway} cannot be used: "
+            f"{str(address)[:80]}:{str(port)[:10]}",
+            reference="inventory-variable-invalid",
+            hint="set asterisk_sip_address to the gateway's SIP address and asterisk_sip_port "
+            "to its port",
+        )
+    known = {
+        str(dn): name for dn, name in (host.of(gateway, "asterisk_dn_registrations") or {}).items()
+    }
+    registrations = [known[dn] for dn in params["dns"] if dn in known]
+    if not all(_REGISTRATION_NAME.fullmatch(str(name)) for name in registrations):
+        raise TaskFailed(
+            f"asterisk_dn_registrations of {gateway} holds a name Asterisk cannot take",
+            reference="inventory-variable-invalid",
+            hint="registration names are letters, digits and _ . + - (pjsip.conf's section names)",
+        )
+    return {
+        "changed": False,
+        "site": sites[0].removeprefix(SITE_GROUP_PREFIX),
+        "gateway": gateway,
+        "address": str(address),
+        "port": int(port),
+        "command": str(host.of(gateway, "asterisk_command", "asterisk")),
+        "registrations": registrations,
+    }
+
+
+TASKS: dict[str, Callable[[Mapping[str, Any], bool, TaskHost], dict[str, Any]]] = {
     "genesys_annex_option": annex_option,
     "genesys_dn": dn,
     "genesys_object_restore": object_restore,
     "genesys_service": service,
+    "remediate_site_gateway": site_gateway,
 }
 
 
-def run_task(name: str, args: Mapping[str, Any], *, check_mode: bool) -> dict[str, Any]:
-    """Task `name` with the task's arguments: its result, or a failed result with a reference and
-    a hint; no value of a no_log option anywhere in it."""
+def run_task(
+    name: str, args: Mapping[str, Any], *, check_mode: bool, host: TaskHost | None = None
+) -> dict[str, Any]:
+    """Task `name` with the task's arguments, on `host` (the action plugin's; a Genesys task's
+    `connection` is read from it when the task does not pass one): its result, or a failed
+    result with a reference and a hint; no value of a no_log option anywhere in it."""
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
     from ansible.module_utils.common.parameters import remove_values
 
-    connection = args.get("connection")
+    host = host or TaskHost({}, lambda value: value)
+    spec = ARGUMENT_SPECS[name]
+    arguments = dict(args)
+    if "connection" in spec and "connection" not in arguments and host.variables:
+        arguments["connection"] = host_connection(host)
+    connection = arguments.get("connection")
     secrets = {
         str(connection[variable])
         for variable in GENESYS_SECRET_VARIABLES
         if isinstance(connection, Mapping) and connection.get(variable)
     }
-    validation = ArgumentSpecValidator(ARGUMENT_SPECS[name]).validate(dict(args))
+    validation = ArgumentSpecValidator(spec).validate(arguments)
     if validation.error_messages:
         result: dict[str, Any] = {
             "failed": True,
@@ -418,7 +526,7 @@ def run_task(name: str, args: Mapping[str, Any], *, check_mode: bool) -> dict[st
         }
     else:
         try:
-            result = TASKS[name](validation.validated_parameters, check_mode)
+            result = TASKS[name](validation.validated_parameters, check_mode, host)
         except RemediateError as error:
             result = failure(error)
     cleaned: dict[str, Any] = remove_values(result, secrets)
@@ -431,7 +539,9 @@ def action_module(name: str) -> type:
 
     def run(self: Any, tmp: str | None = None, task_vars: dict[str, Any] | None = None) -> Any:
         result = ActionBase.run(self, tmp, task_vars)
-        result.update(run_task(name, self._task.args, check_mode=bool(self._task.check_mode)))
+        host = TaskHost(task_vars or {}, self._templar.template)
+        check_mode = bool(self._task.check_mode)
+        result.update(run_task(name, self._task.args, check_mode=check_mode, host=host))
         return result
 
     doc = f"Runs task {name} on the controller (documented in library/{name}.py)."

@@ -40,7 +40,7 @@ from remediate import engine
 from remediate.batch import PlaybookBatcher
 from remediate.dn import validate_dn
 from remediate.errors import InputError, RemediateError, UsageError
-from remediate.inventory import SITE_GROUP_PREFIX, Site, default_inventory, load_site
+from remediate.inventory import ParsedInventory, Site, read_inventory
 from remediate.journal import RunStatus
 from remediate.state import StateDir, resolve_state_dir
 from remediate.status import ExitStatus
@@ -271,32 +271,12 @@ def render(report: FleetReport) -> str:
 # Choosing and loading the sites ---------------------------------------------------------------
 
 
-def inventory_sites(inventory: Path) -> list[str]:
-    """The names of every `site_<name>` group of the inventory, sorted."""
-    from ansible.errors import AnsibleError
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-
-    try:
-        manager = InventoryManager(loader=DataLoader(), sources=[str(inventory)])
-    except AnsibleError as error:
-        raise InputError(
-            f"the inventory {inventory} cannot be read: {error.message}",
-            reference="inventory-unreadable",
-        ) from None
-    return sorted(
-        name.removeprefix(SITE_GROUP_PREFIX)
-        for name in manager.groups
-        if name.startswith(SITE_GROUP_PREFIX)
-    )
-
-
-def select_sites(inventory: Path, requested: Sequence[str]) -> list[str]:
+def select_sites(inventory: ParsedInventory, requested: Sequence[str]) -> list[str]:
     """The sites `--site` names, in the order given (duplicates dropped); `all`: every site."""
-    known = inventory_sites(inventory)
+    known = inventory.site_names
     if not known:
         raise InputError(
-            f"the inventory {inventory} has no site_<name> group",
+            f"the inventory {inventory.path} has no site_<name> group",
             reference="inventory-no-site",
             hint="put the genesys and asterisk hosts of a site under a parent group site_<name>",
         )
@@ -310,7 +290,8 @@ def select_sites(inventory: Path, requested: Sequence[str]) -> list[str]:
     unknown = [name for name in requested if name not in known]
     if unknown:
         raise InputError(
-            f"no site {', '.join(map(repr, unknown))} in {inventory} (sites: {', '.join(known)})",
+            f"no site {', '.join(map(repr, unknown))} in {inventory.path} "
+            f"(sites: {', '.join(known)})",
             reference="site-unknown",
             hint="see the site_<name> groups of the inventory, or use --site all",
         )
@@ -318,13 +299,13 @@ def select_sites(inventory: Path, requested: Sequence[str]) -> list[str]:
 
 
 def _load_sites(
-    inventory: Path, names: Sequence[str], vault_password_file: Path | None
+    inventory: ParsedInventory, names: Sequence[str]
 ) -> dict[str, Site | RemediateError]:
     """Each site, or why it cannot be loaded (that site fails when its turn comes)."""
     loaded: dict[str, Site | RemediateError] = {}
     for name in names:
         try:
-            loaded[name] = load_site(inventory, name, vault_password_file=vault_password_file)
+            loaded[name] = inventory.site(name)
         except RemediateError as error:
             loaded[name] = error
     _check_one_site_per_host(loaded)
@@ -494,9 +475,11 @@ def apply(
         )
     options = replace(options, dns=_targets(options.dns))
     state = StateDir.open(resolve_state_dir(state_dir, environ))
-    path = _inventory(inventory, environ)
-    names = select_sites(path, sites)
-    loaded = _load_sites(path, names, options.vault_password_file)
+    parsed = read_inventory(
+        inventory, vault_password_file=options.vault_password_file, environ=environ
+    )
+    names = select_sites(parsed, sites)
+    loaded = _load_sites(parsed, names)
 
     def apply_site(name: str, site: Site, hooks: engine.Hooks) -> SiteResult:
         return SiteResult.from_report(name, engine.apply_fix(site, state, options, hooks))
@@ -522,9 +505,11 @@ def plan(
     environ = os.environ if environ is None else environ
     options = replace(options, dns=_targets(options.dns))
     _check_bounds(parallel, max_failed)
-    path = _inventory(inventory, environ)
-    names = select_sites(path, sites)
-    loaded = _load_sites(path, names, options.vault_password_file)
+    parsed = read_inventory(
+        inventory, vault_password_file=options.vault_password_file, environ=environ
+    )
+    names = select_sites(parsed, sites)
+    loaded = _load_sites(parsed, names)
 
     def plan_site(name: str, site: Site, hooks: engine.Hooks) -> SiteResult:
         began = time.monotonic()
@@ -534,17 +519,6 @@ def plan(
 
     results, stopped = _run_batched(names, loaded, hooks_for, plan_site, parallel, max_failed)
     return _report("plan", options, parallel, max_failed, results, stopped, started)
-
-
-def _inventory(inventory: Path | None, environ: Mapping[str, str]) -> Path:
-    path = inventory or default_inventory(environ)
-    if path is None or not path.exists():
-        raise InputError(
-            f"the inventory {path} does not exist" if path else "no inventory given",
-            reference="inventory-missing",
-            hint="pass -i INVENTORY or set REMEDIATE_INVENTORY",
-        )
-    return path
 
 
 def _report(
@@ -581,7 +555,6 @@ __all__ = [
     "Stop",
     "apply",
     "exit_status_of",
-    "inventory_sites",
     "is_fleet_request",
     "plan",
     "render",

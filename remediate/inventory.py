@@ -499,6 +499,18 @@ def load_site(
 ) -> Site:
     """Load `site` (the only one when None) from the inventory at `inventory` (a file or a
     directory; by default `$REMEDIATE_INVENTORY` or `inventories/lab`)."""
+    parsed = read_inventory(inventory, vault_password_file=vault_password_file, environ=environ)
+    return parsed.site(site)
+
+
+def read_inventory(
+    inventory: Path | None,
+    *,
+    vault_password_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ParsedInventory:
+    """The inventory at `inventory` (by default `$REMEDIATE_INVENTORY` or `inventories/lab`),
+    parsed once by Ansible's own machinery; its sites are loaded from it on demand."""
     environ = os.environ if environ is None else environ
     if inventory is None:
         inventory = default_inventory(environ)
@@ -520,7 +532,6 @@ def load_site(
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
-    from ansible.template import Templar
     from ansible.vars.manager import VariableManager
 
     try:
@@ -541,119 +552,155 @@ def load_site(
             reference="inventory-unreadable",
             hint=_UNREADABLE_HINT,
         )
+    return ParsedInventory(inventory, loader, manager, variables, vault_password_file)
 
-    site_names = sorted(
-        name[len(SITE_GROUP_PREFIX) :]
-        for name in manager.groups
-        if name.startswith(SITE_GROUP_PREFIX)
-    )
-    if not site_names:
-        raise InputError(
-            f"the inventory {inventory} has no site_<name> group",
-            reference="inventory-no-site",
-            hint="put the genesys and asterisk hosts of a site under a parent group site_<name>",
+
+class ParsedInventory:
+    """An inventory as Ansible read it: its site names, and each site built from it (a fleet
+    reads its inventory once, not once per site)."""
+
+    def __init__(
+        self,
+        path: Path,
+        loader: Any,
+        manager: Any,
+        variables: Any,
+        vault_password_file: Path | None,
+    ) -> None:
+        self.path = path
+        self._loader = loader
+        self._manager = manager
+        self._variables = variables
+        self._vault_password_file = vault_password_file
+
+    @property
+    def site_names(self) -> list[str]:
+        """Every `site_<name>` group's name, sorted."""
+        return sorted(
+            name[len(SITE_GROUP_PREFIX) :]
+            for name in self._manager.groups
+            if name.startswith(SITE_GROUP_PREFIX)
         )
-    if site is None:
-        if len(site_names) > 1:
+
+    def site(self, site: str | None = None) -> Site:
+        """Site `site` (the only one when None), its variables rendered and validated."""
+        from ansible.errors import AnsibleError
+        from ansible.template import Templar
+
+        inventory, manager, site_names = self.path, self._manager, self.site_names
+        loader, variables = self._loader, self._variables
+        vault_password_file = self._vault_password_file
+
+        if not site_names:
             raise InputError(
-                f"the inventory {inventory} holds several sites: {', '.join(site_names)}",
-                reference="site-ambiguous",
+                f"the inventory {inventory} has no site_<name> group",
+                reference="inventory-no-site",
+                hint="put the genesys and asterisk hosts of a site under a parent group "
+                "site_<name>",
+            )
+        if site is None:
+            if len(site_names) > 1:
+                raise InputError(
+                    f"the inventory {inventory} holds several sites: {', '.join(site_names)}",
+                    reference="site-ambiguous",
+                    hint="pick one with --site NAME",
+                )
+            site = site_names[0]
+        if site not in site_names:
+            raise InputError(
+                f"no site {site!r} in {inventory} (sites: {', '.join(site_names)})",
+                reference="site-unknown",
                 hint="pick one with --site NAME",
             )
-        site = site_names[0]
-    if site not in site_names:
-        raise InputError(
-            f"no site {site!r} in {inventory} (sites: {', '.join(site_names)})",
-            reference="site-unknown",
-            hint="pick one with --site NAME",
-        )
-    group = manager.groups[SITE_GROUP_PREFIX + site]
-    hosts = {host.name: host for host in group.get_hosts()}
+        group = manager.groups[SITE_GROUP_PREFIX + site]
+        hosts = {host.name: host for host in group.get_hosts()}
 
-    def one_host(role: str) -> Any:
-        members = [h for h in hosts.values() if role in {g.name for g in h.get_groups()}]
-        if len(members) != 1:
-            found = ", ".join(h.name for h in members) or "none"
-            raise InputError(
-                f"site {site} must have exactly one host in group {role!r} (found: {found}) in "
-                f"{inventory}",
-                reference="inventory-site-incomplete",
-                hint=f"put one host of group {role} under the group site_{site}",
-            )
-        return members[0]
-
-    def rendered(ansible_host: Any) -> _Host:
-        try:
-            raw_vars = variables.get_vars(host=ansible_host, include_hostvars=False)
-        except AnsibleError as error:  # a broken group_vars or host_vars file
-            cause = error.__cause__ or error.__context__
-            where = getattr(error, "obj", None) or getattr(cause, "obj", None) or inventory
-            raise InputError(
-                f"the variables of host {ansible_host.name} cannot be read ({where}): "
-                f"{str(error.message).splitlines()[0]}",
-                reference="inventory-unreadable",
-                hint=_UNREADABLE_HINT,
-            ) from None
-        templar = Templar(loader=loader, variables=raw_vars)
-        values: dict[str, Any] = {}
-        origins: dict[str, str] = {}
-        for key in raw_vars:
-            if not key.startswith(("ansible_", "genesys_", "asterisk_", "remediate_")):
-                continue
-            source = _origin_of(raw_vars[key])
-            if source:
-                origins[key] = source
-            try:
-                values[key] = _plain(templar.template(raw_vars[key]))
-            except AnsibleError as error:
-                text = str(getattr(error, "message", "") or error)
-                where = origins.get(key, str(inventory))
-                if "vault" in text.lower() or "decrypt" in text.lower():
-                    raise InputError(
-                        f"{key} for host {ansible_host.name} is vault-encrypted and cannot be "
-                        f"decrypted ({where})",
-                        reference="inventory-vault-locked",
-                        hint=f"pass --vault-password-file or set {VAULT_PASSWORD_FILE_ENV}"
-                        if vault_password_file is None
-                        else f"the password in {vault_password_file} does not open this vault: "
-                        "check that it is the inventory's",
-                    ) from None
+        def one_host(role: str) -> Any:
+            members = [h for h in hosts.values() if role in {g.name for g in h.get_groups()}]
+            if len(members) != 1:
+                found = ", ".join(h.name for h in members) or "none"
                 raise InputError(
-                    f"{key} for host {ansible_host.name} cannot be rendered ({where}): "
-                    f"{text.splitlines()[0] if text else type(error).__name__}",
-                    reference="inventory-variable-invalid",
-                    hint=f"correct the Jinja expression of {key} (ansible-inventory -i "
-                    "INVENTORY --list shows what Ansible reads)",
+                    f"site {site} must have exactly one host in group {role!r} (found: {found}) in "
+                    f"{inventory}",
+                    reference="inventory-site-incomplete",
+                    hint=f"put one host of group {role} under the group site_{site}",
+                )
+            return members[0]
+
+        def rendered(ansible_host: Any) -> _Host:
+            try:
+                raw_vars = variables.get_vars(host=ansible_host, include_hostvars=False)
+            except AnsibleError as error:  # a broken group_vars or host_vars file
+                cause = error.__cause__ or error.__context__
+                where = getattr(error, "obj", None) or getattr(cause, "obj", None) or inventory
+                raise InputError(
+                    f"the variables of host {ansible_host.name} cannot be read ({where}): "
+                    f"{str(error.message).splitlines()[0]}",
+                    reference="inventory-unreadable",
+                    hint=_UNREADABLE_HINT,
                 ) from None
+            templar = Templar(loader=loader, variables=raw_vars)
+            values: dict[str, Any] = {}
+            origins: dict[str, str] = {}
+            for key in raw_vars:
+                if not key.startswith(("ansible_", "genesys_", "asterisk_", "remediate_")):
+                    continue
+                source = _origin_of(raw_vars[key])
+                if source:
+                    origins[key] = source
+                try:
+                    values[key] = _plain(templar.template(raw_vars[key]))
+                except AnsibleError as error:
+                    text = str(getattr(error, "message", "") or error)
+                    where = origins.get(key, str(inventory))
+                    if "vault" in text.lower() or "decrypt" in text.lower():
+                        raise InputError(
+                            f"{key} for host {ansible_host.name} is vault-encrypted and cannot be "
+                            f"decrypted ({where})",
+                            reference="inventory-vault-locked",
+                            hint=f"pass --vault-password-file or set {VAULT_PASSWORD_FILE_ENV}"
+                            if vault_password_file is None
+                            else f"the password in {vault_password_file} does not open this vault: "
+                            "check that it is the inventory's",
+                        ) from None
+                    raise InputError(
+                        f"{key} for host {ansible_host.name} cannot be rendered ({where}): "
+                        f"{text.splitlines()[0] if text else type(error).__name__}",
+                        reference="inventory-variable-invalid",
+                        hint=f"correct the Jinja expression of {key} (ansible-inventory -i "
+                        "INVENTORY --list shows what Ansible reads)",
+                    ) from None
 
-        def origin(key: str) -> str:
-            return origins.get(key, str(inventory))
+            def origin(key: str) -> str:
+                return origins.get(key, str(inventory))
 
-        return _Host(ansible_host.name, values, origin)
+            return _Host(ansible_host.name, values, origin)
 
-    genesys = rendered(one_host("genesys"))
-    asterisk = rendered(one_host("asterisk"))
-    for host in (genesys, asterisk):
-        connection = host.raw("ansible_connection", "")
-        expected = "winrm" if host is genesys else "ssh"
-        if connection not in (expected, "paramiko") or (host is genesys and connection != "winrm"):
-            raise host._invalid("ansible_connection", f"must be {expected}, not {connection!r}")
-    lab = genesys.flag("remediate_lab")
-    # Imported here: the lock's SSH transport pulls in paramiko, which the Ansible modules that
-    # import this module for the Genesys host never need (remediate/transport/settings.py).
-    from remediate.lock import LOCK_PATH_VARIABLE, target_lock_path
+        genesys = rendered(one_host("genesys"))
+        asterisk = rendered(one_host("asterisk"))
+        for host in (genesys, asterisk):
+            connection = host.raw("ansible_connection", "")
+            expected = "winrm" if host is genesys else "ssh"
+            if connection not in (expected, "paramiko") or (
+                host is genesys and connection != "winrm"
+            ):
+                raise host._invalid("ansible_connection", f"must be {expected}, not {connection!r}")
+        lab = genesys.flag("remediate_lab")
+        # Imported here: the lock's SSH transport pulls in paramiko, which the Ansible modules that
+        # import this module for the Genesys host never need (remediate/transport/settings.py).
+        from remediate.lock import LOCK_PATH_VARIABLE, target_lock_path
 
-    return Site(
-        name=site,
-        genesys=_genesys(genesys, lab, inventory),
-        asterisk=_asterisk(asterisk),
-        fixes=_fix_options(genesys, asterisk),
-        lab=lab,
-        inventory=inventory,
-        change_windows=parse_recurring_windows(
-            genesys.raw(WINDOWS_VARIABLE, None), where=genesys.where(WINDOWS_VARIABLE)
-        ),
-        lock_path=target_lock_path(
-            site, asterisk.optional_text(LOCK_PATH_VARIABLE, _POSIX_PATH), lab=lab
-        ),
-    )
+        return Site(
+            name=site,
+            genesys=_genesys(genesys, lab, inventory),
+            asterisk=_asterisk(asterisk),
+            fixes=_fix_options(genesys, asterisk),
+            lab=lab,
+            inventory=inventory,
+            change_windows=parse_recurring_windows(
+                genesys.raw(WINDOWS_VARIABLE, None), where=genesys.where(WINDOWS_VARIABLE)
+            ),
+            lock_path=target_lock_path(
+                site, asterisk.optional_text(LOCK_PATH_VARIABLE, _POSIX_PATH), lab=lab
+            ),
+        )

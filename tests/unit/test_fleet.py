@@ -13,6 +13,7 @@ import yaml
 from remediate import engine, fleet
 from remediate.errors import InputError, RemediateError, UsageError
 from remediate.fleet import Outcome, SiteResult, Stop
+from remediate.inventory import read_inventory
 from remediate.lab import fleet as lab_fleet
 from remediate.lab.layout import LabAddresses
 from remediate.status import ExitStatus
@@ -197,22 +198,29 @@ def fleet_inventory(tmp_path: Path) -> Path:
 
 
 def test_all_is_every_site_group_sorted(fleet_inventory: Path) -> None:
-    assert fleet.select_sites(fleet_inventory, ["all"]) == ["lab01", "lab02", "lab03"]
+    assert fleet.select_sites(read_inventory(fleet_inventory), ["all"]) == [
+        "lab01",
+        "lab02",
+        "lab03",
+    ]
 
 
 def test_named_sites_keep_their_order_once_each(fleet_inventory: Path) -> None:
-    assert fleet.select_sites(fleet_inventory, ["lab03", "lab01", "lab03"]) == ["lab03", "lab01"]
+    assert fleet.select_sites(read_inventory(fleet_inventory), ["lab03", "lab01", "lab03"]) == [
+        "lab03",
+        "lab01",
+    ]
 
 
 def test_an_unknown_site_is_refused_naming_the_known_ones(fleet_inventory: Path) -> None:
     with pytest.raises(InputError, match="lab01, lab02, lab03") as error:
-        fleet.select_sites(fleet_inventory, ["lab01", "nowhere"])
+        fleet.select_sites(read_inventory(fleet_inventory), ["lab01", "nowhere"])
     assert error.value.reference == "site-unknown"
 
 
 def test_all_with_names_is_a_usage_error(fleet_inventory: Path) -> None:
     with pytest.raises(UsageError):
-        fleet.select_sites(fleet_inventory, ["all", "lab01"])
+        fleet.select_sites(read_inventory(fleet_inventory), ["all", "lab01"])
 
 
 def _options(**overrides: object) -> engine.Options:

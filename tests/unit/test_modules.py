@@ -15,10 +15,16 @@ import pytest
 import yaml
 from ansible.plugins.action import ActionBase
 
-from remediate.actions import ARGUMENT_SPECS, run_task
+from remediate.actions import ARGUMENT_SPECS, TaskHost, host_connection, run_task
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ("genesys_annex_option", "genesys_dn", "genesys_object_restore", "genesys_service")
+MODULES = (
+    "genesys_annex_option",
+    "genesys_dn",
+    "genesys_object_restore",
+    "genesys_service",
+    "remediate_site_gateway",
+)
 GAX_PASSWORD = "Unit-GAX-secret-9x!"
 WINRM_PASSWORD = "Unit-WinRM-secret-4q!"
 
@@ -98,7 +104,10 @@ def test_each_task_documents_exactly_the_options_it_takes(name: str) -> None:
     yaml.safe_load(module.EXAMPLES)
     yaml.safe_load(module.RETURN)
     taken = spec_without_no_log(ARGUMENT_SPECS[name])
-    taken["connection"] = {"type": "dict", "required": True}  # its keys: the inventory's variables
+    if "connection" in taken:
+        # Its keys are the inventory's variables; the action plugin reads them from the task's
+        # host unless the task passes them.
+        taken["connection"] = {"type": "dict"}
     assert spec_of_documented(documented["options"]) == taken
 
 
@@ -187,3 +196,113 @@ def test_a_before_state_of_another_object_is_refused_before_gax_is_asked() -> No
         },
     )
     assert result["reference"] == "rollback-bad-before-state"
+
+
+def test_the_connection_is_the_hosts_own_variables_each_templated() -> None:
+    variables = {
+        "inventory_hostname": "genesys-a",
+        "ansible_host": "127.0.0.81",
+        "ansible_password": "{{ vault_winrm_password }}",
+        "ansible_connection": "local",  # the task's own, not a Genesys setting
+        "genesys_gax_url": "http://127.0.0.81:8080/gax/api",
+        "unrelated": "x",
+    }
+    rendered = {"{{ vault_winrm_password }}": WINRM_PASSWORD}
+
+    def template(value: Any) -> Any:
+        return rendered.get(value, value)
+
+    assert host_connection(TaskHost(variables, template)) == {
+        "inventory_host": "genesys-a",
+        "ansible_host": "127.0.0.81",
+        "ansible_password": WINRM_PASSWORD,
+        "genesys_gax_url": "http://127.0.0.81:8080/gax/api",
+    }
+
+
+def site_host(gateway: dict[str, Any], **changes: Any) -> TaskHost:
+    """genesys-a in site_a with gateway asterisk-a (its variables: `gateway`)."""
+    variables: dict[str, Any] = {
+        "inventory_hostname": "genesys-a",
+        "group_names": ["genesys", "site_a"],
+        "groups": {
+            "all": ["genesys-a", "asterisk-a", "genesys-b", "asterisk-b"],
+            "genesys": ["genesys-a", "genesys-b"],
+            "asterisk": ["asterisk-a", "asterisk-b"],
+            "site_a": ["genesys-a", "asterisk-a"],
+            "site_b": ["genesys-b", "asterisk-b"],
+        },
+        "hostvars": {"asterisk-a": gateway, "asterisk-b": {"asterisk_sip_address": "192.0.2.9"}},
+    }
+    variables.update(changes)
+    return TaskHost(variables, lambda value: value)
+
+
+GATEWAY = {
+    "ansible_host": "127.0.0.54",
+    "asterisk_sip_address": "127.0.0.54",
+    "asterisk_dn_registrations": {5001: "genesys_reg_5001", "5002": "genesys_reg_5002"},
+}
+
+
+def test_the_site_gateway_and_the_registrations_of_the_dns() -> None:
+    result = run_task(
+        "remediate_site_gateway",
+        {"dns": ["5002", "5009", "5001"]},
+        check_mode=True,
+        host=site_host(GATEWAY),
+    )
+    assert result == {
+        "changed": False,
+        "site": "a",
+        "gateway": "asterisk-a",
+        "address": "127.0.0.54",
+        "port": 5060,
+        "command": "asterisk",
+        "registrations": ["genesys_reg_5002", "genesys_reg_5001"],  # 5009: not registered
+    }
+
+
+def test_the_gateway_address_falls_back_to_its_ansible_host() -> None:
+    gateway = {"ansible_host": "127.0.0.55", "asterisk_sip_port": "5070"}
+    result = run_task("remediate_site_gateway", {}, check_mode=False, host=site_host(gateway))
+    assert (result["address"], result["port"], result["registrations"]) == ("127.0.0.55", 5070, [])
+
+
+@pytest.mark.parametrize(
+    ("gateway", "changes", "message"),
+    [
+        (GATEWAY, {"group_names": ["genesys"]}, "exactly one site_<name> group (it is in none)"),
+        (GATEWAY, {"group_names": ["site_a", "site_b"]}, "(it is in site_a, site_b)"),
+        (
+            GATEWAY,
+            {"groups": {"asterisk": [], "site_a": ["genesys-a"]}},
+            "exactly one host of group asterisk (found 0)",
+        ),
+        (
+            dict(GATEWAY, asterisk_sip_address="127.0.0.54; reboot"),
+            {},
+            "of asterisk-a cannot be used: 127.0.0.54; reboot:5060",
+        ),
+        (dict(GATEWAY, asterisk_sip_port=70000), {}, "cannot be used: 127.0.0.54:70000"),
+        (dict(GATEWAY, asterisk_sip_port="50x"), {}, "cannot be used: 127.0.0.54:50x"),
+        (
+            dict(GATEWAY, asterisk_dn_registrations={"5001": "reg'; reboot; '"}),
+            {},
+            "asterisk_dn_registrations of asterisk-a holds a name Asterisk cannot take",
+        ),
+    ],
+    ids=["no-site", "two-sites", "no-gateway", "address", "port", "port-text", "registration"],
+)
+def test_a_site_without_one_usable_gateway_fails_with_the_reason(
+    gateway: dict[str, Any], changes: dict[str, Any], message: str
+) -> None:
+    result = run_task(
+        "remediate_site_gateway",
+        {"dns": ["5001"]},
+        check_mode=False,
+        host=site_host(gateway, **changes),
+    )
+    assert result["failed"] is True
+    assert message in result["msg"]
+    assert result["hint"]
