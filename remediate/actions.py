@@ -38,7 +38,7 @@ from remediate.changes import (
 from remediate.errors import RemediateError
 from remediate.genesys.gax import CfgObject, GaxClient
 from remediate.genesys.service import SipServerService
-from remediate.inventory import GenesysHost, genesys_host_from_variables
+from remediate.inventory import SITE_GROUP_PREFIX, GenesysHost, genesys_host_from_variables
 from remediate.transport.winrm import WinRMTransport
 
 GENESYS_SECRET_VARIABLES = ("ansible_password", "genesys_gax_password")
@@ -430,7 +430,6 @@ def service(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict
     }
 
 
-SITE_GROUP_PREFIX = "site_"
 _GATEWAY_ADDRESS = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 _REGISTRATION_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,80}")
 
