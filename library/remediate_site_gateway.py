@@ -10,6 +10,7 @@ DOCUMENTATION = r"""
 module: remediate_site_gateway
 short_description: Find the Asterisk gateway of a Genesys host's site, and check its settings
 description:
+  - Each of C(dns) must be a DN name (letters, digits, C(_ - .), a leading C(+)).
   - The task's host must be in exactly one C(site_<name>) group, holding exactly one host of group
     C(asterisk) (the gateway); its C(asterisk_sip_address) (or C(ansible_host)) and
     C(asterisk_sip_port) (default 5060) are where its REGISTERs come from and must be usable.

@@ -35,6 +35,7 @@ from remediate.changes import (
     object_text,
     restore_plan,
 )
+from remediate.dn import validate_dn
 from remediate.errors import RemediateError
 from remediate.genesys.gax import CfgObject, GaxClient
 from remediate.genesys.service import SipServerService
@@ -435,9 +436,12 @@ _REGISTRATION_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,80}")
 
 
 def site_gateway(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict[str, Any]:
-    """remediate_site_gateway: the Genesys host's site (its one site_<name> group), that site's
-    one Asterisk gateway, the address and port its REGISTERs come from, and the registrations
-    that send the REGISTERs of the DNs; each checked. Read-only: runs in check mode too."""
+    """remediate_site_gateway: the DNs checked, the Genesys host's site (its one site_<name>
+    group), that site's one Asterisk gateway, the address and port its REGISTERs come from, and
+    the registrations that send the REGISTERs of the DNs; each checked. Read-only: runs in check
+    mode too."""
+    for dn in params["dns"]:
+        validate_dn(dn)
     groups: Mapping[str, Sequence[str]] = host.get("groups") or {}
     sites = [name for name in host.get("group_names") or () if name.startswith(SITE_GROUP_PREFIX)]
     members = groups.get(sites[0], ()) if len(sites) == 1 else ()

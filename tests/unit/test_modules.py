@@ -306,3 +306,11 @@ def test_a_site_without_one_usable_gateway_fails_with_the_reason(
     assert result["failed"] is True
     assert message in result["msg"]
     assert result["hint"]
+
+
+def test_a_dn_that_cannot_be_one_is_refused_before_the_gateway_is_looked_for() -> None:
+    result = run_task(
+        "remediate_site_gateway", {"dns": ["5001\n"]}, check_mode=False, host=site_host(GATEWAY)
+    )
+    assert (result["failed"], result["reference"]) == (True, "bad-dn")
+    assert "cannot be a DN" in result["msg"]
