@@ -341,8 +341,9 @@ def _genesys(host: _Host, lab: bool, inventory: Path) -> GenesysHost:
 def genesys_host_from_variables(
     name: str, variables: Mapping[str, Any], *, source: str
 ) -> GenesysHost:
-    """The Genesys host from one host's rendered inventory variables, as an Ansible module gets
-    them from its role (unset ones as None), validated exactly as `load_site` does."""
+    """The Genesys host from one host's rendered inventory variables, as a controller-side task
+    (remediate.actions) reads them from its host (unset ones as None), validated exactly as
+    `load_site` does."""
     values = {key: value for key, value in variables.items() if value is not None}
     host = _Host(name, values, lambda key: source)
     return _genesys(host, host.flag("remediate_lab"), Path(source))
@@ -686,8 +687,8 @@ class ParsedInventory:
             ):
                 raise host._invalid("ansible_connection", f"must be {expected}, not {connection!r}")
         lab = genesys.flag("remediate_lab")
-        # Imported here: the lock's SSH transport pulls in paramiko, which the Ansible modules that
-        # import this module for the Genesys host never need (remediate/transport/settings.py).
+        # Imported here: the lock's SSH transport pulls in paramiko, which the controller-side tasks
+        # that read a Genesys host's settings never need (remediate/transport/settings.py).
         from remediate.lock import LOCK_PATH_VARIABLE, target_lock_path
 
         return Site(

@@ -1,8 +1,8 @@
 """What the inventory says about reaching a host: WinRM and SSH settings, checked.
 
-Kept apart from the transports so that reading an inventory (the CLI, and the Ansible modules of
-library/, which start a Python process per task) does not import pywinrm or paramiko: together
-they cost a module about half its start-up.
+Kept apart from the transports so that reading an inventory (the CLI, and the controller-side
+tasks of remediate.actions) imports neither pywinrm nor paramiko: whoever reads the settings
+imports only the transport it uses.
 """
 
 from __future__ import annotations

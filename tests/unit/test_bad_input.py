@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HEADER, SEED_5002, SEGMENT
+from conftest import HEADER, SEED_5002, SEGMENT, stranger_message
 from test_logs_forgery import FORGED_REGISTER
 
 from remediate import api
@@ -428,18 +428,7 @@ def _message_block(body: str, *, content_length: int | None = None, header: str 
     """A SIP MESSAGE from a stranger, logged as SIP Server logs every message it receives: the
     bytes received (CRLF line ends), the message, a blank line."""
     length = len(body.replace("\n", "\r\n").encode()) if content_length is None else content_length
-    message = (
-        "MESSAGE sip:5002@192.168.210.81 SIP/2.0\n"
-        "Via: SIP/2.0/UDP 10.6.6.6:5060;branch=z9hG4bKforger\n"
-        "From: <sip:forger@10.6.6.6>;tag=f\n"
-        "To: <sip:5002@192.168.210.81>\n"
-        "Call-ID: forger@10.6.6.6\n"
-        "CSeq: 1 MESSAGE\n"
-        f"{header}"
-        "Content-Type: text/plain\n"
-        f"Content-Length: {length}\n"
-        "\n" + body
-    )
+    message = stranger_message(body, content_length=length, header=header)
     received = len(message.replace("\n", "\r\n").encode())
     return (
         f"21:06:59.000: SIPTR: Received [0,UDP] {received} bytes from 10.6.6.6:5060 <<<<<\n"

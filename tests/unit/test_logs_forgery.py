@@ -8,7 +8,7 @@ import datetime
 from pathlib import Path
 
 import pytest
-from conftest import HEADER, SEED_5002, SEGMENT, accepted
+from conftest import HEADER, SEED_5002, SEGMENT, accepted, stranger_message
 
 from remediate.genesys.logs import (
     LogEvent,
@@ -71,23 +71,6 @@ FORGED_TRANSACTION = (
     + logged("21:07:00.002", FORGED_RESPONSE, sent=True)
 )
 FORGED_CLOCK = "21:07:00"
-
-
-def stranger_message(body: str, *, content_length: int | None, header: str = "") -> str:
-    """A SIP MESSAGE from a stranger to 5002 (LF line ends), with any Content-Length or none."""
-    length = "" if content_length is None else f"Content-Length: {content_length}\n"
-    return (
-        "MESSAGE sip:5002@192.168.210.81 SIP/2.0\n"
-        "Via: SIP/2.0/UDP 10.6.6.6:5060;branch=z9hG4bKforger\n"
-        "From: <sip:forger@10.6.6.6>;tag=f\n"
-        "To: <sip:5002@192.168.210.81>\n"
-        "Call-ID: forger@10.6.6.6\n"
-        "CSeq: 1 MESSAGE\n"
-        f"{header}"
-        "Content-Type: text/plain\n"
-        f"{length}"
-        "\n" + body
-    )
 
 
 BODY_LENGTH = wire_length(FORGED_TRANSACTION)
