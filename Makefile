@@ -36,8 +36,8 @@ debian-deps:
 deps: debian-deps $(VENV)/.installed
 
 lint: deps
-	$(BIN)/ruff check remediate tests bench library action_plugins roles
-	$(BIN)/ruff format --check remediate tests bench library action_plugins roles
+	$(BIN)/ruff check remediate tests bench library action_plugins doc_fragments roles
+	$(BIN)/ruff format --check remediate tests bench library action_plugins doc_fragments roles
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint --offline -q playbooks roles
 
 typecheck: deps

@@ -16,16 +16,8 @@ description:
   - An option with C(list=true) is one entry of a comma-separated list option (such as the
     trusted gateways); the entry is added after those already listed (or removed), never in
     their place.
-  - Runs on the controller, inside ansible-playbook (an action plugin), so the Python that runs
-    ansible-playbook must have the C(remediate) package. Supports check mode and diff mode.
+  - Supports check mode and diff mode.
 options:
-  connection:
-    description:
-      - The Genesys host's inventory variables (C(inventory_host), C(ansible_host),
-        C(genesys_gax_url), ...; see GENESYS_CONNECTION_VARIABLES in remediate/actions.py).
-      - By default, the ones the inventory sets for the task's host (also under
-        C(delegate_to=localhost)); passed explicitly only to reach another host.
-    type: dict
   cfg_type:
     description: The object type.
     type: str
@@ -50,6 +42,9 @@ options:
     type: str
     choices: [present, absent]
     default: present
+extends_documentation_fragment:
+  - remediate
+  - remediate.genesys
 author: remediate
 """
 

@@ -13,16 +13,8 @@ description:
   - Ensures the DN C(name) exists on switch C(switch), of type C(dn_type), with the annex options
     C(options) (other options of an existing DN are kept), or that it does not exist.
   - A DN of that name on the switch with another type is refused, never converted.
-  - Runs on the controller, inside ansible-playbook (an action plugin), so the Python that runs
-    ansible-playbook must have the C(remediate) package. Supports check mode and diff mode.
+  - Supports check mode and diff mode.
 options:
-  connection:
-    description:
-      - The Genesys host's inventory variables (C(inventory_host), C(ansible_host),
-        C(genesys_gax_url), ...; see GENESYS_CONNECTION_VARIABLES in remediate/actions.py).
-      - By default, the ones the inventory sets for the task's host (also under
-        C(delegate_to=localhost)); passed explicitly only to reach another host.
-    type: dict
   name:
     description: The DN's number (for a Trunk DN, its name such as AsteriskTrunk_webRTC).
     type: str
@@ -49,6 +41,9 @@ options:
     type: str
     choices: [present, absent]
     default: present
+extends_documentation_fragment:
+  - remediate
+  - remediate.genesys
 author: remediate
 """
 

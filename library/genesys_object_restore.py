@@ -15,16 +15,8 @@ description:
   - null before-state and the object exists now = delete it; before-state and no object now =
     re-create it (Configuration Server assigns a new DBID, reported as C(dbid_changed));
     both = update it to the before-state unless it already is. Idempotent.
-  - Runs on the controller, inside ansible-playbook (an action plugin), so the Python that runs
-    ansible-playbook must have the C(remediate) package. Supports check mode and diff mode.
+  - Supports check mode and diff mode.
 options:
-  connection:
-    description:
-      - The Genesys host's inventory variables (C(inventory_host), C(ansible_host),
-        C(genesys_gax_url), ...; see GENESYS_CONNECTION_VARIABLES in remediate/actions.py).
-      - By default, the ones the inventory sets for the task's host (also under
-        C(delegate_to=localhost)); passed explicitly only to reach another host.
-    type: dict
   cfg_type:
     description: The object type.
     type: str
@@ -41,6 +33,9 @@ options:
     description: The before-state (GAX JSON), or null.
     type: raw
     required: true
+extends_documentation_fragment:
+  - remediate
+  - remediate.genesys
 author: remediate
 """
 

@@ -17,16 +17,7 @@ description:
   - C(method=mlcmd) asks the Genesys Management Layer (C(mlcmd -stopapp/-startapp)) and waits for
     the service state; it supports C(restarted) and C(queried).
   - Check mode reads the state and reports what would be done without doing it.
-  - Runs on the controller, inside ansible-playbook (an action plugin), so the Python that runs
-    ansible-playbook must have the C(remediate) package.
 options:
-  connection:
-    description:
-      - The Genesys host's inventory variables (C(inventory_host), C(ansible_host),
-        C(genesys_gax_url), ...; see GENESYS_CONNECTION_VARIABLES in remediate/actions.py).
-      - By default, the ones the inventory sets for the task's host (also under
-        C(delegate_to=localhost)); passed explicitly only to reach another host.
-    type: dict
   name:
     description: The Windows service name.
     type: str
@@ -49,6 +40,9 @@ options:
     description: Seconds to wait for Running.
     type: int
     default: 120
+extends_documentation_fragment:
+  - remediate
+  - remediate.genesys
 author: remediate
 """
 

@@ -17,14 +17,14 @@ description:
   - The registrations of C(dns) are read from the gateway's C(asterisk_dn_registrations) (DNs it
     does not register are left out) and must be names Asterisk takes.
   - Changes nothing; runs in check mode too. Fails with the reason when a check does not hold.
-  - Runs on the controller, inside ansible-playbook (an action plugin), so the Python that runs
-    ansible-playbook must have the C(remediate) package.
 options:
   dns:
     description: The DNs whose registrations to return.
     type: list
     elements: str
     default: []
+extends_documentation_fragment:
+  - remediate
 author: remediate
 """
 

@@ -1,6 +1,7 @@
 """The tasks remediate's roles run on the controller: genesys_service, genesys_annex_option,
-genesys_dn and genesys_object_restore (the Genesys side), and remediate_site_gateway (a site's
-Asterisk gateway, found and checked).
+genesys_dn, genesys_trusted_gateway and genesys_object_restore (the Genesys side), and
+remediate_site_gateway (a site's Asterisk gateway, found and checked) and remediate_send_register
+(the gateway told to register DNs now, through Ansible's connection to it).
 
 They are action plugins, the way Ansible runs its own controller-side modules (`debug`,
 `set_fact`): each task runs inside ansible-playbook's worker, with no interpreter started, no
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,10 +103,12 @@ def connection_argument_spec() -> dict[str, Any]:
 class TaskHost:
     """The task's host as Ansible hands it to an action plugin: its variables (each templated when
     read: a vaulted password, a value made of other variables) and, through `hostvars`, the other
-    hosts' variables."""
+    hosts' variables; `execute` runs a shell command on it through Ansible's connection (what
+    `raw` does), returning rc, stdout and stderr."""
 
     variables: Mapping[str, Any]
     template: Callable[[Any], Any]
+    execute: Callable[[str], Mapping[str, Any]] | None = None
 
     @property
     def name(self) -> str:
@@ -174,6 +178,18 @@ ARGUMENT_SPECS: dict[str, dict[str, Any]] = {
         },
         "state": _PRESENCE,
     },
+    "genesys_trusted_gateway": {
+        "connection": connection_argument_spec(),
+        "method": {"type": "str", "default": "annex", "choices": ["annex", "trunk-dn"]},
+        "switch": {"type": "str", "required": True},
+        "address": {"type": "str"},
+        "port": {"type": "int"},
+        "section": {"type": "str"},
+        "option": {"type": "str"},
+        "auth_option": {"type": "str"},
+        "auth_value": {"type": "str"},
+        "trunk_name": {"type": "str"},
+    },
     "genesys_object_restore": {
         "connection": connection_argument_spec(),
         "cfg_type": _OBJECT_TYPE,
@@ -183,6 +199,10 @@ ARGUMENT_SPECS: dict[str, dict[str, Any]] = {
     },
     "remediate_site_gateway": {
         "dns": {"type": "list", "elements": "str", "default": []},
+    },
+    "remediate_send_register": {
+        "command": {"type": "str", "default": "asterisk"},
+        "registrations": {"type": "list", "elements": "str", "required": True},
     },
     "genesys_service": {
         "connection": connection_argument_spec(),
@@ -198,6 +218,14 @@ ARGUMENT_SPECS: dict[str, dict[str, Any]] = {
     },
 }
 """Each task's options, in Ansible's argument-spec form (library/<name>.py documents them)."""
+
+REQUIRED_IF: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
+    "genesys_trusted_gateway": [
+        ("method", "annex", ("section", "option", "auth_option", "auth_value")),
+        ("method", "trunk-dn", ("trunk_name",)),
+    ],
+}
+"""Options a task needs only for some values of another (Ansible's `required_if`)."""
 
 
 class TaskFailed(RemediateError):
@@ -313,6 +341,52 @@ def dn(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict[str,
         "after": after,
         "diff": _diff(object_text(before), object_text(after), label, label),
     }
+
+
+def trusted_gateway(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict[str, Any]:
+    """genesys_trusted_gateway: SIP Server made to trust the gateway at `address` (by default the
+    gateway of the host's site, found and checked as remediate_site_gateway does), by `method`:
+    annex (the address listed in the switch annex option, other addresses kept, and the
+    authentication option set) or trunk-dn (a Trunk DN whose TServer contact is address:port).
+    One task for either, as genesys_annex_option or genesys_dn would do it: every task costs each
+    host a worker process, and a fleet runs them all on one controller."""
+    if params["address"] is None:
+        gateway = site_gateway({"dns": []}, check_mode, host)
+        address, port = gateway["address"], gateway["port"]
+    else:
+        address, port = params["address"], params["port"] or 5060
+    common = {"connection": params["connection"], "state": "present"}
+    if params["method"] == "annex":
+        section = params["section"]
+        options = [
+            {"section": section, "key": params["option"], "value": address, "list": True},
+            {
+                "section": section,
+                "key": params["auth_option"],
+                "value": params["auth_value"],
+                "list": False,
+            },
+        ]
+        result = annex_option(
+            dict(common, cfg_type=CFG_SWITCH, name=params["switch"], options=options),
+            check_mode,
+            host,
+        )
+    else:
+        contact = f"{address}:{port}"
+        options = [{"section": "TServer", "key": "contact", "value": contact}]
+        result = dn(
+            dict(
+                common,
+                name=params["trunk_name"],
+                switch=params["switch"],
+                dn_type="CFGTrunk",
+                options=options,
+            ),
+            check_mode,
+            host,
+        )
+    return {**result, "method": params["method"], "address": address, "port": port}
 
 
 def _current_object(
@@ -435,6 +509,15 @@ _GATEWAY_ADDRESS = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 _REGISTRATION_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,80}")
 
 
+def _check_registration_names(names: Sequence[Any], where: str) -> None:
+    if not all(_REGISTRATION_NAME.fullmatch(str(name)) for name in names):
+        raise TaskFailed(
+            f"{where} holds a name Asterisk cannot take",
+            reference="inventory-variable-invalid",
+            hint="registration names are letters, digits and _ . + - (pjsip.conf's section names)",
+        )
+
+
 def site_gateway(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict[str, Any]:
     """remediate_site_gateway: the DNs checked, the Genesys host's site (its one site_<name>
     group), that site's one Asterisk gateway, the address and port its REGISTERs come from, and
@@ -473,12 +556,7 @@ def site_gateway(params: Mapping[str, Any], check_mode: bool, host: TaskHost) ->
         str(dn): name for dn, name in (host.of(gateway, "asterisk_dn_registrations") or {}).items()
     }
     registrations = [known[dn] for dn in params["dns"] if dn in known]
-    if not all(_REGISTRATION_NAME.fullmatch(str(name)) for name in registrations):
-        raise TaskFailed(
-            f"asterisk_dn_registrations of {gateway} holds a name Asterisk cannot take",
-            reference="inventory-variable-invalid",
-            hint="registration names are letters, digits and _ . + - (pjsip.conf's section names)",
-        )
+    _check_registration_names(registrations, f"asterisk_dn_registrations of {gateway}")
     return {
         "changed": False,
         "site": sites[0].removeprefix(SITE_GROUP_PREFIX),
@@ -490,12 +568,54 @@ def site_gateway(params: Mapping[str, Any], check_mode: bool, host: TaskHost) ->
     }
 
 
+_SEND_EACH = 'for registration; do "$0" -rx "pjsip send register $registration" || exit 1; done'
+"""Run by /bin/sh with the asterisk command as $0 and the registration names as its positional
+parameters: the names are never read as shell text."""
+_ASTERISK_REFUSED = re.compile(r"^(Command '.*' failed\.|No such command|Unable to )", re.MULTILINE)
+"""`asterisk -rx` exits 0 whatever happens: a refusal shows in what it prints (nothing when the
+registration is sent)."""
+
+
+def send_register(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict[str, Any]:
+    """remediate_send_register: `pjsip send register <name>` for each registration, on the task's
+    host (the gateway, by delegate_to) through Ansible's connection: one command, no Python
+    started there. A gateway that cannot be reached fails the task, like any other failure (an
+    unreachable host would leave the play, past restart.yml's rescue)."""
+    registrations = list(params["registrations"])
+    _check_registration_names(registrations, "registrations")
+    if not registrations:
+        return {"changed": False, "skipped": True, "msg": "no registration to send"}
+    if check_mode:
+        return {"changed": True, "registrations": registrations, "msg": "check mode: not sent"}
+    if host.execute is None:
+        raise TaskFailed(
+            "remediate_send_register has no connection to the gateway",
+            reference="task-arguments-invalid",
+            hint="run it as an Ansible task, delegated to the site's asterisk host",
+        )
+    argv = ["/bin/sh", "-c", _SEND_EACH, params["command"], *registrations]
+    done = host.execute(" ".join(shlex.quote(part) for part in argv))
+    output = str(done.get("stdout") or "")
+    if done.get("rc") != 0 or _ASTERISK_REFUSED.search(output):
+        said = (output + str(done.get("stderr") or "")).strip()[:300]
+        raise TaskFailed(
+            f"`pjsip send register` failed (exit status {done.get('rc')}): {said or 'no output'}",
+            reference="asterisk-command-failed",
+            hint="check asterisk_command and that Asterisk runs on the gateway",
+            rc=done.get("rc"),
+            stdout=output,
+        )
+    return {"changed": True, "registrations": registrations, "rc": 0, "stdout": output}
+
+
 TASKS: dict[str, Callable[[Mapping[str, Any], bool, TaskHost], dict[str, Any]]] = {
     "genesys_annex_option": annex_option,
     "genesys_dn": dn,
+    "genesys_trusted_gateway": trusted_gateway,
     "genesys_object_restore": object_restore,
     "genesys_service": service,
     "remediate_site_gateway": site_gateway,
+    "remediate_send_register": send_register,
 }
 
 
@@ -519,7 +639,8 @@ def run_task(
         for variable in GENESYS_SECRET_VARIABLES
         if isinstance(connection, Mapping) and connection.get(variable)
     }
-    validation = ArgumentSpecValidator(spec).validate(arguments)
+    validator = ArgumentSpecValidator(spec, required_if=REQUIRED_IF.get(name))
+    validation = validator.validate(arguments)
     if validation.error_messages:
         result: dict[str, Any] = {
             "failed": True,
@@ -541,8 +662,24 @@ def action_module(name: str) -> type:
     from ansible.plugins.action import ActionBase
 
     def run(self: Any, tmp: str | None = None, task_vars: dict[str, Any] | None = None) -> Any:
+        from ansible.errors import AnsibleConnectionFailure
+
+        def execute(command: str) -> Mapping[str, Any]:
+            try:
+                # executable=False, as `raw`: the command is already a /bin/sh command line.
+                done: Mapping[str, Any] = self._low_level_execute_command(command, executable=False)
+            except AnsibleConnectionFailure as error:
+                target = self._task.delegate_to or host.name
+                raise TaskFailed(
+                    f"{target} could not be reached: {str(error)[:300]}",
+                    reference="ssh-unreachable",
+                    hint="check its ansible_host, ansible_port and ansible_user, and that sshd "
+                    "runs there; nothing was sent",
+                ) from None
+            return done
+
         result = ActionBase.run(self, tmp, task_vars)
-        host = TaskHost(task_vars or {}, self._templar.template)
+        host = TaskHost(task_vars or {}, self._templar.template, execute)
         check_mode = bool(self._task.check_mode)
         result.update(run_task(name, self._task.args, check_mode=check_mode, host=host))
         return result

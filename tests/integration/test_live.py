@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,25 @@ def _wait_for_log(layout: LabLayout, marker: str) -> None:
     time.sleep(0.5)  # the response block follows the handling lines
 
 
+def _wait_for_rejection(layout: LabLayout, registration: str) -> None:
+    """The gateway's side of a refused REGISTER: its registration shows Rejected once the 403
+    reached it, which on a loaded machine can come after SIP Server's log line."""
+    deadline = time.monotonic() + SCENARIO_TIMEOUT
+    while True:
+        shown = subprocess.run(
+            [str(layout.bin_dir / "asterisk"), "-rx", "pjsip show registrations"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+        if any(registration in line and "Rejected" in line for line in shown.splitlines()):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"{registration} never showed Rejected within {SCENARIO_TIMEOUT} s")
+        time.sleep(0.2)
+
+
 def _diagnose(layout: LabLayout, *dns: str, capture: float | None = None) -> Diagnosis:
     return live.diagnose_site(
         layout.inventory_dir / "hosts.yml", None, list(dns), None, capture, None
@@ -63,6 +83,7 @@ def _codes(item: DnDiagnosis | Diagnosis) -> set[str]:
 
 def test_untrusted_gateway(lab: LabLayout) -> None:
     _wait_for_log(lab, "TERMINATED:5002")
+    _wait_for_rejection(lab, "genesys_reg_5002")
     diagnosis = _diagnose(lab, "5002", "1003", capture=1.0)
     failing, working = _dn(diagnosis, "5002"), _dn(diagnosis, "1003")
     assert failing.in_service is False

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from remediate.actions import GENESYS_CONNECTION_VARIABLES, run_task
+from remediate.actions import GENESYS_CONNECTION_VARIABLES, TaskHost, run_task
 from remediate.lab import control
 from remediate.lab.layout import LabLayout
 
@@ -180,6 +180,69 @@ def test_trunk_dn_created_updated_refused_and_rolled_back(estate: LabLayout) -> 
     assert (deleted["action"], deleted["after"]) == ("delete", None)
     assert objects(estate) == objects_before
     assert run("genesys_object_restore", estate, rollback)["changed"] is False
+
+
+def test_trusted_gateway_by_either_method_changes_what_that_method_names(
+    estate: LabLayout,
+) -> None:
+    gateway = estate.addresses.asterisk_host
+    switch = named(estate, "CfgSwitch", "SIP_P")
+    objects_before = objects(estate)
+    by_annex = {
+        "switch": "SIP_P",
+        "address": gateway,
+        "section": "sip",
+        "option": "trusted-gateways",
+        "auth_option": "gateway-ip-auth-mode",
+        "auth_value": "enabled",
+    }
+    checked = run("genesys_trusted_gateway", estate, by_annex, check=True)
+    assert (checked["changed"], checked["method"], checked["before"]) == (True, "annex", switch)
+    assert objects(estate) == objects_before
+
+    applied = run("genesys_trusted_gateway", estate, by_annex)
+    assert applied["changed"] is True
+    assert applied["after"] == named(estate, "CfgSwitch", "SIP_P") == checked["after"]
+    assert annex(applied["after"])[("sip", "trusted-gateways")] == gateway
+    assert annex(applied["after"])[("sip", "gateway-ip-auth-mode")] == "enabled"
+    assert run("genesys_trusted_gateway", estate, by_annex)["changed"] is False
+    run(
+        "genesys_object_restore",
+        estate,
+        {"cfg_type": "CfgSwitch", "name": "SIP_P", "before": switch},
+    )
+
+    # Without an address: the gateway of the host's site, its SIP address and port.
+    by_trunk = {"method": "trunk-dn", "switch": "SIP_P", "trunk_name": "AsteriskTrunk_webRTC"}
+    site = TaskHost(
+        {
+            "inventory_hostname": "genesys-lab",
+            "group_names": ["genesys", "site_lab"],
+            "groups": {"asterisk": ["asterisk-lab"], "site_lab": ["genesys-lab", "asterisk-lab"]},
+            "hostvars": {
+                "asterisk-lab": {"asterisk_sip_address": gateway, "asterisk_sip_port": 5070}
+            },
+        },
+        lambda value: value,
+    )
+    created = run_task(
+        "genesys_trusted_gateway",
+        {"connection": connection(estate), **by_trunk},
+        check_mode=False,
+        host=site,
+    )
+    assert (created["changed"], created["method"], created["before"]) == (True, "trunk-dn", None)
+    assert (created["address"], created["port"]) == (gateway, 5070)
+    trunk = named(estate, "CfgDN", "AsteriskTrunk_webRTC")
+    assert trunk == created["after"]
+    assert annex(trunk) == {("TServer", "contact"): f"{gateway}:5070"}
+    assert named(estate, "CfgSwitch", "SIP_P") == switch
+    run(
+        "genesys_object_restore",
+        estate,
+        {"cfg_type": "CfgDN", "name": "AsteriskTrunk_webRTC", "before": None},
+    )
+    assert objects(estate) == objects_before
 
 
 def test_an_object_the_change_deleted_is_recreated(estate: LabLayout) -> None:

@@ -8,6 +8,8 @@ second inventory source, no extra vars but those of the job.
   recap says that site failed. A site whose fix changed nothing is not restarted at all.
 - `remediate_serial=1`: one site after another, each site's re-registration inside its batch; a
   batch whose only site failed (its restart, or its gateway unreachable) stops no later batch.
+- trunk.yml: a site whose Trunk DN failed (its GAX answering 500) gets no route back on its
+  gateway; the other sites get theirs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +42,7 @@ DNS = ["5001", "5002", "5003"]
 BASELINE = {"1002", "1003"}
 RESTART_TASK = "Restart the SIP Server service (bounded waits)"
 REGISTER_TASK = "Send a REGISTER for each DN now"
+TRUNK_TASK = "Route the DN range over a Trunk DN to the gateway"
 # Short bounds: the failed site's start gives up after 5 s instead of 120.
 SHORT_SERVICE_BOUNDS = {"genesys_service_stop_timeout": 5, "genesys_service_start_timeout": 5}
 
@@ -61,6 +65,20 @@ class Job:
 
     def hosts(self, task: str, kind: str) -> list[str]:
         return [event["event_data"]["host"] for event in self.task_events(task, kind)]
+
+    @property
+    def failed_hosts(self) -> set[str]:
+        """The hosts the recap counts failures for."""
+        return {host for host, counts in self.stats.items() if counts.get("failures")}
+
+
+@contextmanager
+def fault(layout: LabLayout, name: str) -> Iterator[None]:
+    set_fault(layout, name, True)
+    try:
+        yield
+    finally:
+        set_fault(layout, name, False)
 
 
 @pytest.fixture
@@ -200,18 +218,13 @@ def test_a_failed_site_stops_no_other_and_an_unchanged_site_is_not_restarted(
     starts = {name: segments(layout) for name, layout in layouts.items()}
     since = datetime.now(UTC)
 
-    set_fault(layouts["lab02"], "service-1053", True)
-    try:
+    with fault(layouts["lab02"], "service-1053"):
         job = run_job(
             inventory, "site.yml", ["lab01", "lab02", "lab03"], tmp_path / "job", control_dir
         )
-    finally:
-        set_fault(layouts["lab02"], "service-1053", False)
 
     assert (job.rc, job.status) == (2, "failed")
-    assert {host for host, counts in job.stats.items() if counts.get("failures")} == {
-        "genesys-lab02"
-    }
+    assert job.failed_hosts == {"genesys-lab02"}
     # lab03: fixed, restarted, its gateway told to register every DN, all of them in service.
     assert job.hosts(RESTART_TASK, "ok") == ["genesys-lab03"]
     assert job.hosts(REGISTER_TASK, "ok") == ["genesys-lab03"]
@@ -287,8 +300,7 @@ def test_with_serial_a_failed_batch_stops_no_later_one(
     inventory = inventory_for(lab, tmp_path / "inventory", "trusted-gateway", unreachable)
     since = datetime.now(UTC)
 
-    set_fault(layouts["lab01"], "service-1053", True)
-    try:
+    with fault(layouts["lab01"], "service-1053"):
         job = run_job(
             inventory,
             "restart.yml",
@@ -297,14 +309,9 @@ def test_with_serial_a_failed_batch_stops_no_later_one(
             control_dir,
             extravars={"remediate_serial": 1},
         )
-    finally:
-        set_fault(layouts["lab01"], "service-1053", False)
 
     assert (job.rc, job.status) == (2, "failed")
-    assert {host for host, counts in job.stats.items() if counts.get("failures")} == {
-        "genesys-lab01",
-        "genesys-lab02",
-    }
+    assert job.failed_hosts == {"genesys-lab01", "genesys-lab02"}
     failed_sites = {  # the last play fails both sites at once: their events come in any order
         event["event_data"]["host"]: event["event_data"]["res"]["msg"]
         for event in job.task_events(
@@ -313,10 +320,38 @@ def test_with_serial_a_failed_batch_stops_no_later_one(
     }
     assert failed_sites == {
         "genesys-lab01": f"the site failed at '{RESTART_TASK}' (its error is above)",
-        "genesys-lab02": (
-            "the site failed at 'Check that the gateway was reached' (its error is above)"
-        ),
+        "genesys-lab02": f"the site failed at '{REGISTER_TASK}' (its error is above)",
     }
+    (unreached,) = job.task_events(REGISTER_TASK, "failed")
+    assert unreached["event_data"]["host"] == "genesys-lab02"
+    assert unreached["event_data"]["res"]["reference"] == "ssh-unreachable"
+    assert unreached["event_data"]["res"]["msg"].startswith(
+        "ssh-unreachable: asterisk-lab02 could not be reached"
+    )
     assert job.hosts(RESTART_TASK, "ok") == ["genesys-lab02", "genesys-lab03"]
     assert told_to_register(layouts["lab01"], since) == set()
     assert told_to_register(layouts["lab03"], since) == {f"genesys_reg_{dn}" for dn in DNS}
+
+
+def test_trunk_gives_no_route_back_to_a_site_whose_trunk_dn_failed(
+    fleet_lab: lab_fleet.Fleet, tmp_path: Path, control_dir: Path
+) -> None:
+    lab = fleet_lab
+    layouts = {site.name: site.layout for site in lab.sites}
+    inventory = inventory_for(lab, tmp_path / "inventory", "trunk")
+    dialplans = {name: layout.asterisk_etc / "extensions.conf" for name, layout in layouts.items()}
+    before = {name: path.read_bytes() for name, path in dialplans.items()}
+
+    with fault(layouts["lab02"], "gax-500"):
+        job = run_job(inventory, "trunk.yml", list(layouts), tmp_path / "job", control_dir)
+
+    assert (job.rc, job.status) == (2, "failed")
+    assert job.failed_hosts == {"genesys-lab02"}
+    assert job.hosts(TRUNK_TASK, "failed") == ["genesys-lab02"]
+    assert sorted(job.hosts(TRUNK_TASK, "ok")) == ["genesys-lab01", "genesys-lab03"]
+    assert dialplans["lab02"].read_bytes() == before["lab02"]
+    # The others' routes back went in, each proven by `dialplan show` in the play.
+    for name in ("lab01", "lab03"):
+        assert "; BEGIN remediate managed: from-genesys" in dialplans[name].read_text()
+        assert job.stats[f"asterisk-{name}"].get("changed", 0) > 0
+    assert "asterisk-lab02" not in job.stats or not job.stats["asterisk-lab02"].get("changed")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import socket
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import fragment_loader
+from ansible.utils.plugin_docs import get_docstring
 
 from remediate.actions import ARGUMENT_SPECS, TaskHost, host_connection, run_task
 
@@ -23,7 +27,9 @@ MODULES = (
     "genesys_dn",
     "genesys_object_restore",
     "genesys_service",
+    "genesys_trusted_gateway",
     "remediate_site_gateway",
+    "remediate_send_register",
 )
 GAX_PASSWORD = "Unit-GAX-secret-9x!"
 WINRM_PASSWORD = "Unit-WinRM-secret-4q!"
@@ -98,11 +104,15 @@ def spec_without_no_log(spec: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", MODULES)
 def test_each_task_documents_exactly_the_options_it_takes(name: str) -> None:
-    module = load(ROOT / "library" / f"{name}.py")
-    documented = yaml.safe_load(module.DOCUMENTATION)
+    # As ansible-doc reads it: with the shared fragments of doc_fragments/ merged in.
+    fragment_loader.add_directory(str(ROOT / "doc_fragments"))
+    documented, examples, returned, _ = get_docstring(
+        str(ROOT / "library" / f"{name}.py"), fragment_loader
+    )
     assert documented["module"] == name
-    yaml.safe_load(module.EXAMPLES)
-    yaml.safe_load(module.RETURN)
+    assert "Runs inside ansible-playbook" in " ".join(documented["notes"])
+    assert yaml.safe_load(examples)
+    assert returned
     taken = spec_without_no_log(ARGUMENT_SPECS[name])
     if "connection" in taken:
         # Its keys are the inventory's variables; the action plugin reads them from the task's
@@ -131,6 +141,34 @@ def test_arguments_it_does_not_take_are_refused_without_showing_a_secret() -> No
     assert "ansible-doc" in result["hint"]
     assert WINRM_PASSWORD not in json.dumps(result)
     assert GAX_PASSWORD not in json.dumps(result)
+
+
+@pytest.mark.parametrize(
+    ("method", "missing"),
+    [("annex", "section, option, auth_option, auth_value"), ("trunk-dn", "trunk_name")],
+)
+def test_trusted_gateway_needs_the_options_of_its_method(method: str, missing: str) -> None:
+    result = run(
+        "genesys_trusted_gateway",
+        {"connection": connection(), "method": method, "switch": "SIP_P", "address": "192.0.2.54"},
+    )
+    assert result["reference"] == "task-arguments-invalid"
+    assert f"method is {method} but all of the following are missing: {missing}" in result["msg"]
+
+
+def test_trusted_gateway_refuses_a_method_it_does_not_know() -> None:
+    result = run(
+        "genesys_trusted_gateway",
+        {
+            "connection": connection(),
+            "method": "hosts-allow",
+            "switch": "SIP_P",
+            "address": "192.0.2.54",
+            "trunk_name": "AsteriskTrunk_webRTC",
+        },
+    )
+    assert result["reference"] == "task-arguments-invalid"
+    assert "annex, trunk-dn" in result["msg"] and "hosts-allow" in result["msg"]
 
 
 def test_an_unreachable_gax_fails_with_its_reference_and_hint() -> None:
@@ -308,9 +346,95 @@ def test_a_site_without_one_usable_gateway_fails_with_the_reason(
     assert result["hint"]
 
 
+def test_trusted_gateway_without_an_address_refuses_a_site_without_a_usable_gateway() -> None:
+    # Refused before GAX is asked (nothing listens on the connection's GAX port anyway).
+    result = run_task(
+        "genesys_trusted_gateway",
+        {
+            "connection": connection(),
+            "switch": "SIP_P",
+            "section": "sip",
+            "option": "trusted-gateways",
+            "auth_option": "gateway-ip-auth-mode",
+            "auth_value": "enabled",
+        },
+        check_mode=True,
+        host=site_host(dict(GATEWAY, asterisk_sip_address="127.0.0.54; reboot")),
+    )
+    assert (result["failed"], result["reference"]) == (True, "inventory-variable-invalid")
+    assert "asterisk_sip_address / asterisk_sip_port of asterisk-a" in result["msg"]
+
+
 def test_a_dn_that_cannot_be_one_is_refused_before_the_gateway_is_looked_for() -> None:
     result = run_task(
         "remediate_site_gateway", {"dns": ["5001\n"]}, check_mode=False, host=site_host(GATEWAY)
     )
     assert (result["failed"], result["reference"]) == (True, "bad-dn")
     assert "cannot be a DN" in result["msg"]
+
+
+class GatewayShell:
+    """What Ansible's connection does on the gateway, done here: each command run by a local
+    shell; its `asterisk` records its arguments and prints `prints`."""
+
+    def __init__(self, tmp_path: Path, prints: str = "") -> None:
+        self.record = tmp_path / "asterisk.args"
+        self.asterisk = tmp_path / "asterisk"
+        self.asterisk.write_text(
+            f'#!/bin/sh\necho "$*" >> {self.record}\nprintf %s {shlex.quote(prints)}\n'
+        )
+        self.asterisk.chmod(0o755)
+        self.commands: list[str] = []
+
+    def execute(self, command: str) -> dict[str, Any]:
+        self.commands.append(command)
+        # A shell command line is what the task sends: run it as sshd would.
+        done = subprocess.run(  # noqa: S602
+            command, shell=True, capture_output=True, text=True, check=False
+        )
+        return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+    def send(self, registrations: list[str], *, check_mode: bool = False) -> dict[str, Any]:
+        host = TaskHost({"inventory_hostname": "genesys-unit"}, lambda value: value, self.execute)
+        arguments = {"command": str(self.asterisk), "registrations": registrations}
+        return run_task("remediate_send_register", arguments, check_mode=check_mode, host=host)
+
+    def told(self) -> list[str]:
+        return self.record.read_text().splitlines() if self.record.exists() else []
+
+
+def test_send_register_sends_each_registration_in_one_command(tmp_path: Path) -> None:
+    gateway = GatewayShell(tmp_path)
+    result = gateway.send(["genesys_reg_5001", "genesys_reg_5002"])
+    assert (result["changed"], result.get("failed")) == (True, None)
+    assert len(gateway.commands) == 1
+    assert gateway.told() == [
+        "-rx pjsip send register genesys_reg_5001",
+        "-rx pjsip send register genesys_reg_5002",
+    ]
+
+
+def test_send_register_sends_nothing_in_check_mode_or_without_registrations(
+    tmp_path: Path,
+) -> None:
+    gateway = GatewayShell(tmp_path)
+    checked = gateway.send(["genesys_reg_5001"], check_mode=True)
+    assert (checked["changed"], checked["registrations"]) == (True, ["genesys_reg_5001"])
+    assert gateway.send([])["skipped"] is True
+    assert gateway.commands == []
+
+
+def test_send_register_refuses_a_name_that_is_not_one_before_running_anything(
+    tmp_path: Path,
+) -> None:
+    gateway = GatewayShell(tmp_path)
+    result = gateway.send(["genesys_reg_5001", "x; touch owned"])
+    assert (result["failed"], result["reference"]) == (True, "inventory-variable-invalid")
+    assert gateway.commands == []
+
+
+def test_send_register_fails_when_asterisk_refuses(tmp_path: Path) -> None:
+    gateway = GatewayShell(tmp_path, prints="No such command 'pjsip send register'\n")
+    result = gateway.send(["genesys_reg_5001"])
+    assert (result["failed"], result["reference"]) == (True, "asterisk-command-failed")
+    assert "No such command" in result["msg"]
