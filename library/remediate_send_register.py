@@ -13,9 +13,9 @@ short_description: Make an Asterisk gateway send a REGISTER for each of its regi
 description:
   - Runs C(<command> -rx "pjsip send register <name>") for each of C(registrations) on the task's
     host (the gateway, by C(delegate_to)), in one shell command through Ansible's connection, like
-    ansible.builtin.raw (no Python is started there). The names are positional parameters of
-    C(/bin/sh), never read as shell text, and must be names Asterisk takes (letters, digits,
-    C(_ . + -)).
+    ansible.builtin.raw (no Python is started there), stopping at the first that fails. Each
+    command is shell-quoted, and the names must be names Asterisk takes (letters, digits,
+    C(_ . + -)), checked before anything is sent.
   - After a SIP Server restart a DN is in service only once a fresh REGISTER arrives; this
     triggers it instead of waiting for the refresh interval.
   - Fails when Asterisk refuses a command (C(asterisk -rx) exits 0 whatever happens, so its

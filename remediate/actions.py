@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from remediate.asterisk import cli
 from remediate.changes import (
     CFG_DN,
     CFG_SWITCH,
@@ -506,11 +506,10 @@ def service(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict
 
 
 _GATEWAY_ADDRESS = re.compile(r"[A-Za-z0-9.:-]{1,253}")
-_REGISTRATION_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,80}")
 
 
 def _check_registration_names(names: Sequence[Any], where: str) -> None:
-    if not all(_REGISTRATION_NAME.fullmatch(str(name)) for name in names):
+    if not all(cli.NAME.fullmatch(str(name)) for name in names):
         raise TaskFailed(
             f"{where} holds a name Asterisk cannot take",
             reference="inventory-variable-invalid",
@@ -568,14 +567,6 @@ def site_gateway(params: Mapping[str, Any], check_mode: bool, host: TaskHost) ->
     }
 
 
-_SEND_EACH = 'for registration; do "$0" -rx "pjsip send register $registration" || exit 1; done'
-"""Run by /bin/sh with the asterisk command as $0 and the registration names as its positional
-parameters: the names are never read as shell text."""
-_ASTERISK_REFUSED = re.compile(r"^(Command '.*' failed\.|No such command|Unable to )", re.MULTILINE)
-"""`asterisk -rx` exits 0 whatever happens: a refusal shows in what it prints (nothing when the
-registration is sent)."""
-
-
 def send_register(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -> dict[str, Any]:
     """remediate_send_register: `pjsip send register <name>` for each registration, on the task's
     host (the gateway, by delegate_to) through Ansible's connection: one command, no Python
@@ -593,10 +584,18 @@ def send_register(params: Mapping[str, Any], check_mode: bool, host: TaskHost) -
             reference="task-arguments-invalid",
             hint="run it as an Ansible task, delegated to the site's asterisk host",
         )
-    argv = ["/bin/sh", "-c", _SEND_EACH, params["command"], *registrations]
-    done = host.execute(" ".join(shlex.quote(part) for part in argv))
+    # One shell command line for the site: `asterisk -rx '<command>'` per registration, quoted by
+    # cli.rx, stopping at the first that fails.
+    sent = [cli.send_register(name) for name in registrations]
+    done = host.execute(" && ".join(cli.rx(each, binary=params["command"]) for each in sent))
     output = str(done.get("stdout") or "")
-    if done.get("rc") != 0 or _ASTERISK_REFUSED.search(output):
+    refused = done.get("rc") != 0
+    if not refused:
+        try:  # `asterisk -rx` exits 0 whatever Asterisk answers: what it prints tells
+            cli.check_output(" / ".join(sent), output)
+        except cli.AsteriskCommandError:
+            refused = True
+    if refused:
         said = (output + str(done.get("stderr") or "")).strip()[:300]
         raise TaskFailed(
             f"`pjsip send register` failed (exit status {done.get('rc')}): {said or 'no output'}",

@@ -15,7 +15,7 @@ from remediate.errors import InputError, RemediateError
 
 # Registration, endpoint and context names, extensions: what Asterisk configs really use, and
 # nothing that could leave a shell word or an Asterisk CLI argument.
-_NAME = re.compile(r"[A-Za-z0-9_.+\-]{1,80}")
+NAME = re.compile(r"[A-Za-z0-9_.+\-]{1,80}")
 _EXTEN = re.compile(r"[A-Za-z0-9_.+*#\-]{1,80}")
 
 _FAILED = re.compile(r"^Command '.*' failed\.$", re.MULTILINE)
@@ -29,7 +29,7 @@ class AsteriskCommandError(RemediateError):
 
 
 def _checked_name(value: str, what: str) -> str:
-    if _NAME.fullmatch(value) is None:
+    if NAME.fullmatch(value) is None:
         raise InputError(
             f"{value!r} cannot be an Asterisk {what} name",
             reference="bad-asterisk-name",

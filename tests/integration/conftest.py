@@ -196,3 +196,15 @@ def ssh_control_dir() -> Iterator[Path]:
                 check=False,
             )
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def lab_asterisk(layout: LabLayout, command: str) -> str:
+    """What the lab gateway's console prints for `asterisk -rx <command>`, asked on its host."""
+    completed = subprocess.run(
+        [str(layout.bin_dir / "asterisk"), "-rx", command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return completed.stdout

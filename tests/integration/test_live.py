@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from conftest import lab_asterisk
 
 from remediate import live
 from remediate.cli import main
@@ -53,13 +53,7 @@ def _wait_for_rejection(layout: LabLayout, registration: str) -> None:
     reached it, which on a loaded machine can come after SIP Server's log line."""
     deadline = time.monotonic() + SCENARIO_TIMEOUT
     while True:
-        shown = subprocess.run(
-            [str(layout.bin_dir / "asterisk"), "-rx", "pjsip show registrations"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        ).stdout
+        shown = lab_asterisk(layout, "pjsip show registrations")
         if any(registration in line and "Rejected" in line for line in shown.splitlines()):
             return
         if time.monotonic() > deadline:

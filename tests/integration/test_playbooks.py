@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ssh_control_dir
+from conftest import lab_asterisk, ssh_control_dir
 
 from remediate.lab import control
 from remediate.lab.layout import LabLayout
@@ -99,17 +99,6 @@ def annex(obj: dict[str, Any] | None) -> dict[tuple[str, str], str]:
 
 def extensions(layout: LabLayout) -> Path:
     return layout.asterisk_etc / "extensions.conf"
-
-
-def asterisk(layout: LabLayout, command: str) -> str:
-    completed = subprocess.run(
-        [str(layout.bin_dir / "asterisk"), "-rx", command],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return completed.stdout
 
 
 def in_service(layout: LabLayout, dns: set[str], timeout: float = 15.0) -> set[str]:
@@ -249,7 +238,7 @@ def test_dialplan_adds_the_reverse_route_proves_it_and_rolls_back(
     saved.write_bytes(before)
     included = (lab.asterisk_etc / "extensions-sip-endpoint.conf").read_bytes()
     assert b"[from-genesys]" in included  # a context of that name exists already, without 5XXX
-    assert "There is no existence" in asterisk(lab, "dialplan show 5001@from-genesys")
+    assert "There is no existence" in lab_asterisk(lab, "dialplan show 5001@from-genesys")
     extravars = {"remediate_dns": DNS}
 
     checked = playbook(lab, "dialplan.yml", extravars, "--check", "--diff")
@@ -257,7 +246,7 @@ def test_dialplan_adds_the_reverse_route_proves_it_and_rolls_back(
     assert "+; BEGIN remediate managed: from-genesys" in checked.output
     assert "+exten => _5XXX,1,NoOp(Call from Genesys to ${EXTEN})" in checked.output
     assert extensions(lab).read_bytes() == before
-    assert "There is no existence" in asterisk(lab, "dialplan show 5001@from-genesys")
+    assert "There is no existence" in lab_asterisk(lab, "dialplan show 5001@from-genesys")
 
     applied = playbook(lab, "dialplan.yml", extravars)
     assert applied.rc == 0, applied.output
@@ -274,7 +263,7 @@ def test_dialplan_adds_the_reverse_route_proves_it_and_rolls_back(
     backups = list(lab.asterisk_etc.glob("extensions.conf.*~"))
     assert [backup.read_bytes() for backup in backups] == [before]
     for dn in DNS:
-        shown = asterisk(lab, f"dialplan show {dn}@from-genesys")
+        shown = lab_asterisk(lab, f"dialplan show {dn}@from-genesys")
         assert "'_5XXX' =>" in shown and "There is no existence" not in shown
     again = playbook(lab, "dialplan.yml", extravars)
     assert (again.rc, again.changed("asterisk-lab")) == (0, 0), again.output
@@ -288,7 +277,7 @@ def test_dialplan_adds_the_reverse_route_proves_it_and_rolls_back(
     rolled_back = playbook(lab, "rollback.yml", rollback)
     assert rolled_back.rc == 0, rolled_back.output
     assert extensions(lab).read_bytes() == before
-    assert "There is no existence" in asterisk(lab, "dialplan show 5001@from-genesys")
+    assert "There is no existence" in lab_asterisk(lab, "dialplan show 5001@from-genesys")
 
 
 def test_trunk_creates_the_trunk_dn_and_the_route_back(
@@ -309,7 +298,7 @@ def test_trunk_creates_the_trunk_dn_and_the_route_back(
         ("TServer", "prefix"): "50",
         ("TServer", "oos-check"): "45",
     }
-    assert "'_5XXX' =>" in asterisk(lab, "dialplan show 5002@from-genesys")
+    assert "'_5XXX' =>" in lab_asterisk(lab, "dialplan show 5002@from-genesys")
 
     rollback = {
         "remediate_rollback_objects": [
